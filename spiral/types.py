@@ -45,6 +45,11 @@ class TurnSample:
     advantage: float = 0.0  # filled by RAE
     invalid: bool = False
     truncated: bool = False
+    choices: list[list[int]] | None = None
+    """With `rollout.action_constraint: choice`: the completion ids of every legal move; the move was
+    sampled from the policy renormalised over these, and `logprobs` holds that one log-prob."""
+    choice_index: int = -1
+    """Index into `choices` of the move played."""
 
 
 @dataclass

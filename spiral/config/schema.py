@@ -103,6 +103,10 @@ class RolloutConfig:
     format for base models) or `direct` (answer immediately with the boxed move; for tiny models)."""
     invalid_penalty: list[float] = field(default_factory=lambda: [-1.0, 1.0])
     """Returns when a seat makes an invalid move: [offender, other seat]. Zero-sum by default."""
+    action_constraint: str = "none"
+    """`none`: the model writes freely and the game parses its move; `choice`: the move is sampled
+    from the policy's probabilities of the legal moves' boxed completions, renormalised (the learner
+    trains on exactly that distribution). Useful for tiny models that cannot yet write a box."""
     opponent: str = "self"
     """`self` (one policy, both seats), an agent name (`random`, `nash`, `minimax`), a checkpoint path,
     or `pool` (past checkpoints of this run, sampled by recency)."""
@@ -122,6 +126,10 @@ class RolloutConfig:
         _require(
             self.template in ("chat", "qwen3_base", "direct"),
             f"rollout.template must be chat, qwen3_base or direct, not {self.template!r}",
+        )
+        _require(
+            self.action_constraint in ("none", "choice"),
+            f"rollout.action_constraint must be none or choice, not {self.action_constraint!r}",
         )
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")

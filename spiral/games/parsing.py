@@ -7,28 +7,27 @@ from __future__ import annotations
 
 import re
 
-_BOX = "\\boxed"
-
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` whose braces balance, or None."""
-    start = text.rfind(_BOX)
-    while start != -1:
-        i = start + len(_BOX)
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            while j < len(text):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j]
-                j += 1
-        start = text.rfind(_BOX, 0, start)
-    return None
+    """Content of the last `\\boxed{...}` whose braces balance, or None.
+
+    One pass with a brace stack, so degenerate completions (thousands of unclosed boxes) stay linear.
+    """
+    box_opens = set()  # positions of "{" that open a \boxed (spaces allowed between)
+    for m in re.finditer(r"\\boxed *\{", text):
+        box_opens.add(m.end() - 1)
+    if not box_opens:
+        return None
+    best: tuple[int, int] | None = None
+    stack: list[int] = []
+    for j, ch in enumerate(text):
+        if ch == "{":
+            stack.append(j)
+        elif ch == "}" and stack:
+            i = stack.pop()
+            if i in box_opens and (best is None or i > best[0]):
+                best = (i, j)
+    return None if best is None else text[best[0] + 1 : best[1]]
 
 
 def normalize_move(text: str) -> str:

@@ -57,9 +57,9 @@ def _add(name: str, cls: type[Game], source: str) -> None:
 def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
-        _builtins_loaded = True
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
+        _builtins_loaded = True
 
 
 def _plugin_entry_points() -> dict[str, Any]:
@@ -68,6 +68,9 @@ def _plugin_entry_points() -> dict[str, Any]:
         if ep.name in found and found[ep.name].value != ep.value:
             raise DuplicateGameError(f"game name {ep.name!r} is provided by two plugins: {found[ep.name].value}, {ep.value}")
         found[ep.name] = ep
+        if ep.name in _REGISTRY and _SOURCES[ep.name] != f"entry point {ep.value}":
+            raise DuplicateGameError(f"plugin entry point {ep.value} uses the name {ep.name!r}, "
+                                     f"already taken by {_SOURCES[ep.name]}")
     return found
 
 

@@ -1,0 +1,91 @@
+"""`spiral arena GAME --agents A,B`: play agents against each other and print per-seat results."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs to game parameters; values are read as YAML scalars (`3`, `true`, `x`)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--param expects key=value, got {item!r}")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("game", help="game name (see `spiral games`) or package.module:Class")
+    parser.add_argument("--agents", required=True, help="comma-separated agents, one per seat, e.g. nash,random")
+    parser.add_argument("--games", type=int, default=100, help="number of games (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="game k uses seed SEED+k")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="game parameter (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    model = parser.add_argument_group("model agents (a checkpoint's model/ directory, a hub id or builtin:tiny)")
+    model.add_argument("--engine", default="hf", choices=["hf", "vllm"])
+    model.add_argument("--template", default="chat", choices=["chat", "qwen3_base", "direct"])
+    model.add_argument("--action-constraint", default="none", choices=["none", "choice"],
+                       help="choice: the model picks among legal moves by their probabilities (as in training)")
+    model.add_argument("--temperature", type=float, default=0.6)
+    model.add_argument("--top-p", type=float, default=0.95)
+    model.add_argument("--max-tokens", type=int, default=1024)
+    model.add_argument("--max-model-len", type=int, default=4096)
+    model.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from spiral.agents.arena import play_match
+    from spiral.games import GameNotFound
+
+    engines: list = []
+    try:
+        agents = [_make_agent(spec.strip(), args, engines) for spec in args.agents.split(",")]
+        result = play_match(args.game, parse_params(args.param), agents, args.games, args.seed)
+    except (ValueError, GameNotFound) as err:
+        print(f"spiral arena: {err}", file=sys.stderr)
+        return 2
+    finally:
+        for engine in engines:
+            engine.close()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("seat", "agent", "mean return", "win", "loss", "draw", "invalid",
+                  title=f"{result.game}: {result.games} games, mean length {result.mean_length:.2f} moves")
+    for seat, agent in enumerate(result.agents):
+        table.add_row(
+            str(seat), agent, f"{result.mean_return[seat]:+.3f} ± {result.stderr_return[seat]:.3f}",
+            f"{result.win_rate[seat]:.1%}", f"{result.loss_rate[seat]:.1%}", f"{result.draw_rate[seat]:.1%}",
+            f"{result.invalid_rate[seat]:.1%}",
+        )  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def _make_agent(spec: str, args: argparse.Namespace, engines: list):
+    """A scripted agent, or a model served by a fresh engine (appended to `engines` for closing)."""
+    from spiral.agents import is_model_spec, make_agent
+
+    if not is_model_spec(spec):
+        return make_agent(spec, seed=args.seed)
+    from spiral.agents.model import ModelAgent
+    from spiral.eval.game_eval import opponent_label
+    from spiral.rollout.engines import create_engine
+    from spiral.types import SamplingSettings
+
+    engine = create_engine(args.engine, spec, dtype=args.dtype, max_model_len=args.max_model_len, seed=args.seed)
+    engines.append(engine)
+    sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
+    return ModelAgent(engine, args.template, sampling, name=opponent_label(spec),
+                      action_constraint=args.action_constraint)

@@ -1,0 +1,20 @@
+"""`spiral train CONFIG [key=value ...]`: run self-play training (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file, e.g. configs/kuhn_tiny.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=2e-6 run.seed=3")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spiral.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # fails here, before anything heavy starts
+    from spiral.train import train
+
+    train(cfg)
+    return 0

@@ -1,0 +1,156 @@
+"""`check_game`: a random-play conformance test every game (in-tree or plugin) must pass.
+
+It plays many seeded random games and fails with a reason a game author can act on; it never fixes games.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+from spiral.games.base import Game, IllegalMoveError
+
+# Strings no sensible game accepts as a move; apply_action must refuse them with IllegalMoveError.
+_GARBAGE = ("", "\x00", "not a move at all", "}{" * 50, "9" * 5000, "\\boxed{", "é" * 300)
+
+
+class GameCheckError(AssertionError):
+    """A game broke a rule of the `Game` contract; the message says which and how to reproduce it."""
+
+
+def _trace(game: Game) -> tuple[Any, ...]:
+    """Everything a seat could observe about the current state (for the determinism check)."""
+    terminal = game.is_terminal()
+    return (
+        terminal,
+        None if terminal else game.current_player(),
+        tuple(game.observation(p) for p in range(game.num_players)),
+        tuple(game.legal_actions()),
+    )
+
+
+def _check_state(game: Game, where: str) -> list[str]:
+    player = game.current_player()
+    if not isinstance(player, int) or not 0 <= player < game.num_players:
+        raise GameCheckError(f"current_player() returned {player!r}, not a seat in 0..{game.num_players - 1} ({where})")
+    legal = game.legal_actions()
+    if not legal:
+        raise GameCheckError(f"no legal action before the end of the game ({where})")
+    if not all(isinstance(a, str) for a in legal) or len(set(legal)) != len(legal):
+        raise GameCheckError(f"legal_actions() must be distinct strings, got {legal[:10]!r} ({where})")
+    for obs_player in range(game.num_players):
+        if not isinstance(game.observation(obs_player), str):
+            raise GameCheckError(f"observation({obs_player}) is not a string ({where})")
+    return legal
+
+
+def _check_illegal_moves(game: Game, legal: list[str], where: str) -> None:
+    before = _trace(game)
+    for junk in _GARBAGE:
+        if junk in legal:
+            continue
+        try:
+            parsed = game.parse_action(junk)
+        except Exception as err:  # noqa: BLE001 - any crash is the finding
+            raise GameCheckError(f"parse_action crashed on {junk[:40]!r}: {err!r} ({where})") from err
+        if parsed is not None and parsed not in legal:
+            raise GameCheckError(f"parse_action({junk[:40]!r}) returned {parsed!r}, which is not legal ({where})")
+        try:
+            game.apply_action(junk)
+        except IllegalMoveError:
+            pass
+        except Exception as err:  # noqa: BLE001
+            raise GameCheckError(f"apply_action crashed on the illegal move {junk[:40]!r}: {err!r} ({where})") from err
+        else:
+            raise GameCheckError(f"apply_action accepted the illegal move {junk[:40]!r} ({where})")
+        if _trace(game) != before:
+            raise GameCheckError(f"a refused move {junk[:40]!r} changed the state ({where})")
+    for action in legal:
+        parsed = game.parse_action(f"I choose \\boxed{{{action}}}")
+        if parsed != action:
+            raise GameCheckError(f"parse_action of the boxed legal move {action!r} gave {parsed!r} ({where})")
+
+
+def _play(game: Game, seed: int, rng: random.Random, probe: bool) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """One random game; returns the moves and the trace after every move."""
+    game.reset(seed)
+    moves: list[str] = []
+    traces = [_trace(game)]
+    while not game.is_terminal():
+        where = f"seed {seed}, after moves {moves}"
+        if len(moves) >= game.max_turns:
+            raise GameCheckError(f"did not terminate within max_turns={game.max_turns} ({where})")
+        legal = _check_state(game, where)
+        if probe:
+            _check_illegal_moves(game, legal, where)
+        moves.append(rng.choice(legal))
+        try:
+            game.apply_action(moves[-1])
+        except Exception as err:  # noqa: BLE001
+            raise GameCheckError(f"apply_action raised {err!r} on legal move {moves[-1]!r} ({where})") from err
+        traces.append(_trace(game))
+    return moves, traces
+
+
+def _check_returns(game: Game, where: str) -> tuple[float, ...]:
+    returns = tuple(game.returns())
+    if len(returns) != game.num_players or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in returns):
+        raise GameCheckError(f"returns() must be {game.num_players} finite numbers, got {returns!r} ({where})")
+    if abs(sum(returns)) > 1e-9:
+        raise GameCheckError(f"returns {returns!r} are not zero-sum ({where})")
+    try:
+        game.apply_action(game.legal_actions()[0] if game.legal_actions() else "any move")
+    except IllegalMoveError:
+        pass
+    except Exception as err:  # noqa: BLE001
+        raise GameCheckError(f"apply_action after the end crashed: {err!r} ({where})") from err
+    else:
+        raise GameCheckError(f"apply_action after the end was accepted ({where})")
+    return returns
+
+
+def check_game(
+    game_cls_or_factory: type[Game] | Callable[..., Game],
+    *,
+    games: int = 200,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """Play `games` seeded random games and raise `GameCheckError` on the first broken rule.
+
+    Checks: name and description set; every non-terminal state has a seat to move and legal moves;
+    the game ends within `max_turns`; returns are finite and zero-sum; a seed plus a move sequence
+    replays identically on a fresh instance (observations, legal moves, returns); junk moves are
+    refused with `IllegalMoveError` without changing the state and `parse_action` never crashes;
+    the boxed form of every legal move parses back to itself.
+    """
+    make = lambda: game_cls_or_factory(**(params or {}))  # noqa: E731
+    game = make()
+    if not isinstance(game, Game):
+        raise GameCheckError(f"{game_cls_or_factory!r} made {type(game).__name__}, not a spiral.games.Game")
+    if not game.name or not game.description:
+        raise GameCheckError(f"{type(game).__name__} must set a non-empty `name` and `description`")
+    if not isinstance(game.max_turns, int) or game.max_turns < 1:
+        raise GameCheckError(f"max_turns must be a positive int, got {game.max_turns!r}")
+    for i in range(games):
+        game_seed = seed + i
+        rng = random.Random(f"check:{seed}:{i}")
+        moves, traces = _play(game, game_seed, rng, probe=i < 20)  # junk probing is slow; early games suffice
+        where = f"seed {game_seed}, moves {moves}"
+        returns = _check_returns(game, where)
+        replay = make()
+        replay.reset(game_seed)
+        replay_traces = [_trace(replay)]
+        for move in moves:
+            try:
+                replay.apply_action(move)
+            except IllegalMoveError as err:
+                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})") from err
+            replay_traces.append(_trace(replay))
+        if replay_traces != traces or tuple(replay.returns()) != returns:
+            step = next((k for k, (a, b) in enumerate(zip(traces, replay_traces)) if a != b), len(moves))
+            raise GameCheckError(
+                f"not deterministic: replaying seed {game_seed} with the same moves differs after {step} moves ({where})"
+            )

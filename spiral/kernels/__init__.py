@@ -1,0 +1,6 @@
+"""Log-prob and entropy scoring of sampled tokens without full-vocabulary fp32 logits."""
+
+from spiral.kernels.lm_head import lm_head_weight
+from spiral.kernels.logprobs import token_logprobs
+
+__all__ = ["lm_head_weight", "token_logprobs"]

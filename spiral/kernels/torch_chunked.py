@@ -1,0 +1,171 @@
+"""Chunked token log-probs and entropy: the autograd function and its pure-torch row operations.
+
+The learner needs log p(target) (and optionally the entropy) of every sampled token under
+softmax((hidden @ W.T + b) / temperature). Materialising the full [tokens, vocab] fp32 logits costs
+608 KB per token for a 151,936-token vocabulary, so ``ChunkedTokenLogprobs`` walks the tokens in
+chunks: per chunk it computes the logits with one GEMM, reduces each row to (log-prob, logsumexp,
+entropy) and throws the logits away. Only hidden, weight, bias, targets and two floats per token
+(logsumexp, entropy) are saved; the backward recomputes each chunk's logits, turns them into the
+softmax gradient and feeds that through two GEMMs. Extra memory is therefore bounded by a few chunk × vocab buffers.
+
+The row reductions are pluggable (``RowOps``): this module holds the torch version (CPU and the
+reference); ``triton_logprobs`` provides fused Triton kernels for the same two steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+# forward(logits, bias, targets, temperature, want_entropy) -> (logprob, lse, entropy or None).
+# `logits` is the chunk's freshly computed GEMM output, owned by the caller and free to overwrite.
+ForwardRows = Callable[[Tensor, "Tensor | None", Tensor, float, bool], "tuple[Tensor, Tensor, Tensor | None]"]
+# backward(logits, bias, targets, temperature, lse, entropy, grad_logprob, grad_entropy) -> d loss / d logits,
+# in the dtype of `logits` (which it may overwrite in place). `entropy`/`grad_entropy` are None when unused.
+BackwardRows = Callable[
+    [Tensor, "Tensor | None", Tensor, float, Tensor, "Tensor | None", Tensor, "Tensor | None"], Tensor
+]
+
+
+@dataclass(frozen=True)
+class RowOps:
+    """The two row-wise steps of the chunked computation, for one backend."""
+
+    forward: ForwardRows
+    backward: BackwardRows
+
+
+def _scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
+    """(logits + bias) / temperature in fp32, reusing `logits`' storage when it already is fp32."""
+    z = logits.float()
+    if bias is not None:
+        z.add_(bias.float())
+    if temperature != 1.0:
+        z.div_(temperature)
+    return z
+
+
+def torch_forward_rows(
+    logits: Tensor, bias: Tensor | None, targets: Tensor, temperature: float, want_entropy: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    z = _scaled_fp32_logits(logits, bias, temperature)
+    # log_softmax is markedly faster on CPU than logsumexp; lse = z - log p at any column.
+    log_p = torch.log_softmax(z, dim=-1)
+    logprob = log_p.gather(1, targets[:, None]).squeeze(1)
+    lse = z[:, 0] - log_p[:, 0]
+    if not want_entropy:
+        return logprob, lse, None
+    p = torch.exp(log_p, out=z)  # z is no longer needed: reuse its storage
+    entropy = -p.mul_(log_p).sum(dim=-1)
+    return logprob, lse, entropy
+
+
+def torch_backward_rows(
+    logits: Tensor,
+    bias: Tensor | None,
+    targets: Tensor,
+    temperature: float,
+    lse: Tensor,
+    entropy: Tensor | None,
+    grad_logprob: Tensor,
+    grad_entropy: Tensor | None,
+) -> Tensor:
+    # With z = logits / T and p = softmax(z):
+    #   d logp_target / dz = onehot - p
+    #   d H / dz           = -p * (log p + H)
+    log_p = _scaled_fp32_logits(logits, bias, temperature).sub_(lse[:, None])
+    p = log_p.exp()
+    if grad_entropy is not None and entropy is not None:
+        grad = log_p.add_(entropy[:, None]).mul_(-grad_entropy[:, None]).sub_(grad_logprob[:, None]).mul_(p)
+    else:
+        grad = p.mul_(-grad_logprob[:, None])
+    grad.scatter_add_(1, targets[:, None], grad_logprob[:, None])
+    if temperature != 1.0:
+        grad.div_(temperature)
+    return grad.to(logits.dtype)
+
+
+TORCH_ROW_OPS = RowOps(forward=torch_forward_rows, backward=torch_backward_rows)
+
+
+class ChunkedTokenLogprobs(torch.autograd.Function):
+    """log p(target) and entropy per token, computed chunk by chunk; see the module docstring."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        temperature: float,
+        want_entropy: bool,
+        chunk_size: int,
+        row_ops: RowOps,
+    ) -> tuple[Tensor, Tensor]:
+        n_tokens = hidden.shape[0]
+        logprob = hidden.new_empty(n_tokens, dtype=torch.float32)
+        lse = hidden.new_empty(n_tokens, dtype=torch.float32)
+        entropy = hidden.new_empty(n_tokens if want_entropy else 0, dtype=torch.float32)
+        for start in range(0, n_tokens, chunk_size):
+            rows = slice(start, start + chunk_size)
+            logits = hidden[rows] @ weight.t()
+            chunk_logprob, chunk_lse, chunk_entropy = row_ops.forward(
+                logits, bias, targets[rows], temperature, want_entropy
+            )
+            logprob[rows] = chunk_logprob
+            lse[rows] = chunk_lse
+            if want_entropy:
+                entropy[rows] = chunk_entropy
+            del logits  # drop the chunk before the next GEMM allocates its own
+
+        ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
+        ctx.temperature = temperature
+        ctx.want_entropy = want_entropy
+        ctx.chunk_size = chunk_size
+        ctx.row_ops = row_ops
+        return logprob, entropy
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_logprob: Tensor | None, grad_entropy: Tensor | None):  # type: ignore[override]
+        hidden, weight, bias, targets, lse, entropy = ctx.saved_tensors
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        if grad_logprob is None:
+            grad_logprob = torch.zeros_like(lse)
+        grad_logprob = grad_logprob.float()
+        use_entropy = ctx.want_entropy and grad_entropy is not None
+        grad_entropy = grad_entropy.float() if use_entropy else None
+
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        # The weight gradient sums over chunks in the weight's dtype with addmm_ (each GEMM accumulates
+        # in fp32 internally): an fp32 buffer plus a per-chunk temporary would cost 1.5x the weight.
+        grad_weight = torch.zeros_like(weight) if need_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if need_bias else None
+        for start in range(0, hidden.shape[0], ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            h = hidden[rows]
+            grad_logits = ctx.row_ops.backward(
+                h @ weight.t(),
+                bias,
+                targets[rows],
+                ctx.temperature,
+                lse[rows],
+                entropy[rows] if use_entropy else None,
+                grad_logprob[rows],
+                grad_entropy[rows] if use_entropy else None,
+            )
+            if grad_hidden is not None:
+                torch.mm(grad_logits, weight, out=grad_hidden[rows])
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.t(), h)
+            if grad_bias is not None:
+                grad_bias.add_(grad_logits.sum(dim=0, dtype=torch.float32))
+            del grad_logits
+
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None

@@ -1,0 +1,153 @@
+"""Atomic training checkpoints: HF model (or LoRA adapter), DeepSpeed state, RNG, run state, config.
+
+A checkpoint is written under a hidden temporary name and renamed when complete, so a crash leaves
+the previous one intact; leftovers are ignored by `latest_checkpoint` and removed by the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from spiral.learner import distributed as dist_utils
+
+if TYPE_CHECKING:
+    from spiral.learner.learner import Learner
+
+_STEP_DIR = re.compile(r"^step-(\d{6,})$")
+_DS_TAG = "state"
+
+
+def checkpoint_root(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_hf_model(learner: Learner, out: Path) -> None:
+    """Full HF model directory (LoRA merged) from `named_weights`; every rank iterates, rank 0 writes."""
+    weights = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in learner.named_weights()}
+    if dist_utils.is_main():
+        learner.scorer.causal_lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
+        _save_tokenizer(learner, out)
+
+
+def _save_tokenizer(learner: Learner, out: Path) -> None:
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(learner.model_path, trust_remote_code=learner.cfg.model.trust_remote_code
+                                  ).save_pretrained(out)
+
+
+def _save_adapter(learner: Learner, out: Path) -> None:
+    """peft adapter directory; LoRA parameters are gathered first under ZeRO-3 (collective)."""
+    import deepspeed
+
+    peft_model = learner.scorer.model
+    lora_params = [p for n, p in peft_model.named_parameters() if ".lora_" in n]
+    with deepspeed.zero.GatheredParameters(lora_params, modifier_rank=None):
+        if dist_utils.is_main():
+            peft_model.save_pretrained(out)
+    if dist_utils.is_main():
+        _save_tokenizer(learner, out)
+
+
+def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dict[str, Any]) -> Path:
+    """Write `checkpoints/step-XXXXXX/` atomically on every rank's behalf; returns its path.
+
+    Contents: `model/` (HF, loadable by transformers and vLLM; LoRA merged) or, with LoRA, `adapter/`
+    plus `model/` when `checkpoint.save_merged`; `deepspeed/` (weights, optimizer, scheduler; one
+    shard per rank); `rng/rank-N.pt`; `state.json` (step and `state`, which must be JSON-able);
+    `config.yaml`. Keeps the newest `checkpoint.keep`. Every rank must call it.
+    """
+    from spiral.config.loader import to_yaml
+
+    root = checkpoint_root(run_dir)
+    final = root / f"step-{step:06d}"
+    tmp = root / f".step-{step:06d}.tmp"
+    if dist_utils.is_main():
+        root.mkdir(parents=True, exist_ok=True)
+        for leftover in root.glob(".*.tmp"):  # from a save that crashed
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp.mkdir()
+    dist_utils.barrier()
+
+    if learner.is_lora:
+        _save_adapter(learner, tmp / "adapter")
+    if not learner.is_lora or learner.cfg.checkpoint.save_merged:
+        _save_hf_model(learner, tmp / "model")
+    learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
+    (tmp / "rng").mkdir(exist_ok=True)
+    torch.save(_rng_state(), tmp / "rng" / f"rank-{dist_utils.rank()}.pt")
+    if dist_utils.is_main():
+        text = json.dumps({"step": step, "learner": {"updates": learner.updates}, "state": state}, indent=1)
+        (tmp / "state.json").write_text(text)
+        (tmp / "config.yaml").write_text(to_yaml(learner.cfg))
+    dist_utils.barrier()
+
+    if dist_utils.is_main():
+        if final.exists():  # re-saving a step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        tmp.rename(final)
+        keep = max(1, learner.cfg.checkpoint.keep)
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    dist_utils.barrier()
+    return final
+
+
+def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns the saved state.
+
+    The result is the `state` dict given to `save_checkpoint` with `step` added.
+    """
+    path = Path(path)
+    meta_file = path / "state.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} is not a complete spiral checkpoint (no state.json)")
+    meta = json.loads(meta_file.read_text())
+    loaded, _ = learner.engine.load_checkpoint(str(path / "deepspeed"), tag=_DS_TAG, load_optimizer_states=True,
+                                               load_lr_scheduler_states=True)
+    if loaded is None:
+        raise RuntimeError(f"DeepSpeed could not load the training state in {path / 'deepspeed'}")
+    learner.updates = int(meta["learner"]["updates"])
+    rng_file = path / "rng" / f"rank-{dist_utils.rank()}.pt"
+    if rng_file.is_file():  # absent when resuming with more ranks than were saved
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+    return {**meta["state"], "step": int(meta["step"])}

@@ -1,0 +1,376 @@
+"""The DeepSpeed learner: scores log-probs through spiral.kernels, runs PPO updates, streams weights.
+
+Holds the only training state (model, optimizer, scheduler). Runs as one process without torchrun
+(it creates a single-rank group) or as one rank of a torchrun job; CPU uses DeepSpeed's CPU
+accelerator, CUDA uses bf16.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
+
+if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
+    # Must happen before deepspeed is imported anywhere, or it probes for CUDA and fails.
+    os.environ["DS_ACCELERATOR"] = "cpu"
+
+from spiral.algo.ppo import ppo_loss
+from spiral.config.schema import SpiralConfig
+from spiral.kernels import lm_head_weight, token_logprobs
+from spiral.learner import distributed as dist_utils
+from spiral.learner.batching import Batch, collate, learning_tokens, micro_batches, shuffled_order, split_even
+from spiral.types import TurnSample
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """`model.dtype` as a torch dtype: `auto` is bf16 on CUDA and fp32 on CPU."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return _DTYPES[name]
+
+
+class PolicyScorer(nn.Module):
+    """Wraps a causal LM so one forward returns the log-probs (and entropy) of the scored tokens.
+
+    The LM head is applied by `token_logprobs` instead of the model's own head, so no full
+    [tokens, vocab] logits tensor is kept. Being an nn.Module, it is what DeepSpeed wraps; under
+    ZeRO-3 the head weight is registered as an external parameter so it is gathered for this forward.
+    """
+
+    def __init__(self, model: nn.Module, backend: str = "auto", chunk_size: int = 1024) -> None:
+        super().__init__()
+        self.model = model
+        self.backend = backend
+        self.chunk_size = chunk_size
+
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The transformers model (inside the peft wrapper when LoRA is on)."""
+        get_base = getattr(self.model, "get_base_model", None)
+        return get_base() if callable(get_base) else self.model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, targets: Tensor, score_mask: Tensor,
+                temperature: float = 1.0, return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        hidden = self.causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weight, bias = lm_head_weight(self.model)
+        return token_logprobs(hidden[score_mask], weight, targets[score_mask], temperature=temperature, bias=bias,
+                              return_entropy=return_entropy, backend=self.backend, chunk_size=self.chunk_size)
+
+
+def _load_model(cfg: SpiralConfig, model_path: str, dtype: torch.dtype) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+    model.config.use_cache = False
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.model.lora.r > 0:
+        import peft
+
+        lora = cfg.model.lora
+        model = peft.get_peft_model(model, peft.LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+            task_type="CAUSAL_LM"))
+    return model
+
+
+def _is_zero3_param(p: Tensor) -> bool:
+    return hasattr(p, "ds_id")
+
+
+class Learner:
+    """PPO learner over one policy, wrapped in a DeepSpeed engine."""
+
+    def __init__(self, cfg: SpiralConfig, model_path: str) -> None:
+        import deepspeed
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+        # DeepSpeed's ZeRO-3 calls a deprecated torch collective on every step; the warning is not ours.
+        warnings.filterwarnings("ignore", message=".*reduce_scatter_tensor.*", category=FutureWarning)
+        dist_utils.init_distributed()
+        self.cfg = cfg
+        cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda", dist_utils.local_rank()) if cuda else torch.device("cpu")
+        self.dtype = resolve_dtype(cfg.model.dtype)
+        self.model_path = model_path
+        tr = cfg.trainer
+        torch.manual_seed(cfg.run.seed)
+
+        model = _load_model(cfg, model_path, self.dtype)
+        self.is_lora = cfg.model.lora.r > 0
+        self.scorer = PolicyScorer(model, tr.logprob_backend, tr.logprob_chunk)
+        self.pad_id = self._pad_id(model)
+
+        ds_config = {
+            "train_micro_batch_size_per_gpu": tr.micro_batch_size,
+            "gradient_accumulation_steps": 1,  # the update sets the accumulation boundary itself
+            "gradient_clipping": tr.grad_clip,
+            "zero_optimization": {"stage": tr.zero_stage},
+            "bf16": {"enabled": self.dtype == torch.bfloat16, "check_grad_overflow": True},
+            "fp16": {"enabled": self.dtype == torch.float16},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 2**31 - 1,
+            "wall_clock_breakdown": False,
+        }
+        params = [p for p in self.scorer.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
+        warmup = tr.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+        self.engine, _, _, _ = deepspeed.initialize(model=self.scorer, optimizer=optimizer, lr_scheduler=scheduler,
+                                                    config=ds_config)
+        if tr.zero_stage == 3:
+            # Partitioned now (lm_head_weight would refuse its empty shape), gathered in forward.
+            head = self.scorer.model.get_output_embeddings()
+            deepspeed.zero.register_external_parameter(self.scorer, head.weight)
+        self.reference = self._load_reference() if cfg.algo.kl_coef > 0 else None
+        self.updates = 0  # PPO update() calls so far; seeds the minibatch shuffle
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _pad_id(model: nn.Module) -> int:
+        config = model.config
+        pad = getattr(config, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(config, "eos_token_id", None)
+        if isinstance(pad, list):
+            pad = pad[0]
+        return int(pad) if pad is not None else 0
+
+    def _load_reference(self) -> PolicyScorer:
+        """A frozen copy of the initial policy for the KL penalty (only built when kl_coef > 0)."""
+        from transformers import AutoModelForCausalLM
+
+        ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype,
+                                                   trust_remote_code=self.cfg.model.trust_remote_code)
+        ref.requires_grad_(False).eval().to(self.device)
+        return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk)
+
+    def _forward(self, module: nn.Module, batch: Batch, temperature: float,
+                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of
+        every scored token of every row (flat)."""
+        lp, ent = module(batch.input_ids, batch.attention_mask, batch.targets, batch.score_mask,
+                         temperature=temperature, return_entropy=return_entropy)
+        return batch.sample_logprobs(lp), ent
+
+    @torch.no_grad()
+    def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float) -> list[Tensor]:
+        """Per-sample 1-D log-prob tensors, micro-batch by micro-batch.
+
+        Every rank runs the same number of forwards (ZeRO-3 gathers are collective): a rank with fewer
+        micro-batches runs throwaway ones.
+        """
+        groups = micro_batches(range(len(samples)), self.cfg.trainer.micro_batch_size)
+        rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
+        out: list[Tensor] = []
+        for i in range(rounds):
+            if i >= len(groups):
+                self._dummy_forward(module, temperature)
+                continue
+            batch = collate([samples[j] for j in groups[i]], self.pad_id).to(self.device)
+            lp, _ = self._forward(module, batch, temperature)
+            out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(groups[i])))
+        return out
+
+    def _dummy_forward(self, module: nn.Module, temperature: float) -> Tensor:
+        sample = TurnSample(game="", seat=0, prompt_ids=[self.pad_id], completion_ids=[self.pad_id], logprobs=[0.0],
+                            ret=0.0)
+        lp, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
+        return lp
+
+    # ---------------------------------------------------------------- public API
+
+    def score(self, samples: Sequence[TurnSample], temperature: float = 1.0) -> list[list[float]]:
+        """Log-prob of each completion token under the current weights at `temperature`; for a
+        choice sample, one value: the chosen move's log-prob renormalised over its legal moves."""
+        was_training = self.engine.module.training
+        self.engine.module.eval()
+        try:
+            return [t.tolist() for t in self._score_all(self.engine, samples, temperature)]
+        finally:
+            self.engine.module.train(was_training)
+
+    def update(self, samples: Sequence[TurnSample], temperature: float = 1.0) -> dict[str, float]:
+        """PPO epochs × minibatches over this rank's samples; returns metrics averaged over ranks.
+
+        Old log-probs are recomputed by the learner (as in the paper) at the rollout temperature. A
+        non-finite loss or gradient on any rank skips that optimizer step on every rank, leaving the
+        weights and optimizer state unchanged; `skipped` counts such steps.
+        """
+        algo, tr = self.cfg.algo, self.cfg.trainer
+        norm = float(algo.loss_norm or self.cfg.rollout.max_tokens)
+        world = dist_utils.world_size()
+        self.engine.module.eval()
+        old = self._score_all(self.engine, samples, temperature)
+        ref = self._score_all(self.reference, samples, temperature) if self.reference is not None else None
+        self.engine.module.train()
+
+        totals = {"loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 0.0, "entropy": 0.0,
+                  "kl_ref": 0.0}
+        tokens_seen, entropy_tokens, steps, skipped, grad_norms = 0.0, 0.0, 0, 0, []
+        for epoch in range(algo.epochs):
+            order = shuffled_order(len(samples), seed=self.cfg.run.seed * 1_000_003 + self.updates * 101 + epoch)
+            for minibatch in split_even(order, algo.minibatches):
+                groups = micro_batches(minibatch, tr.micro_batch_size)
+                mb_tokens = sum(learning_tokens(samples[j]) for j in minibatch)
+                g_seqs, g_tokens = dist_utils.all_reduce_sum([len(minibatch), mb_tokens])
+                rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
+                if g_seqs == 0:
+                    continue
+                bad = 0.0
+                for i in range(rounds):
+                    self.engine.set_gradient_accumulation_boundary(i == rounds - 1)
+                    if i >= len(groups):
+                        # A rank with fewer micro-batches runs a zero-weight one so collectives stay aligned.
+                        loss = self._dummy_forward(self.engine, temperature).sum() * 0.0
+                        self.engine.backward(loss, scale_wrt_gas=False)
+                        continue
+                    group = groups[i]
+                    batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
+                    new_lp, entropy = self._forward(self.engine, batch, temperature, return_entropy=True)
+                    old_lp = pad_sequence([old[j] for j in group], batch_first=True).to(new_lp.dtype)
+                    ref_lp = None
+                    if ref is not None:
+                        ref_lp = pad_sequence([ref[j] for j in group], batch_first=True).to(new_lp.dtype)
+                    loss, stats = ppo_loss(new_lp, old_lp, batch.advantages, batch.sample_mask, clip_eps=algo.clip_eps,
+                                           loss_agg=algo.loss_agg, norm_constant=norm, ref_logprobs=ref_lp,
+                                           kl_coef=algo.kl_coef, num_sequences=g_seqs, num_tokens=g_tokens)
+                    if not torch.isfinite(loss.detach()).item():
+                        bad = 1.0
+                    # DeepSpeed averages gradients over ranks; the loss is already a global mean.
+                    self.engine.backward(loss * world, scale_wrt_gas=False)
+                    n = stats["tokens"].item()
+                    tokens_seen += n
+                    totals["loss"] += loss.item()
+                    totals["entropy"] += entropy.sum().item()
+                    entropy_tokens += entropy.numel()
+                    for key in ("clip_fraction", "approx_kl", "ratio_mean", "kl_ref"):
+                        if key in stats:
+                            totals[key] += stats[key].item() * n
+                applied, grad_norm = self._step(bad_loss=dist_utils.all_reduce_max([bad])[0] > 0)
+                steps += 1
+                skipped += 0 if applied else 1
+                if applied and grad_norm is not None:
+                    grad_norms.append(grad_norm)
+                if not applied:
+                    log.warning("skipped an optimizer step: non-finite loss or gradient")
+        self.updates += 1
+
+        summed = dist_utils.all_reduce_sum([tokens_seen, entropy_tokens] + [totals[k] for k in totals])
+        tokens_all, entropy_all, values = max(summed[0], 1.0), max(summed[1], 1.0), dict(zip(totals, summed[2:]))
+        metrics = {
+            "policy_loss": values["loss"] / max(steps, 1),
+            "clip_fraction": values["clip_fraction"] / tokens_all,
+            "approx_kl": values["approx_kl"] / tokens_all,
+            "ratio_mean": values["ratio_mean"] / tokens_all,
+            "entropy": values["entropy"] / entropy_all,
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+            "lr": float(self.engine.get_lr()[0]),
+            "skipped": float(skipped),
+            "optimizer_steps": float(steps - skipped),
+        }
+        if self.reference is not None:
+            metrics["kl_ref"] = values["kl_ref"] / tokens_all
+        return metrics
+
+    def _step(self, bad_loss: bool) -> tuple[bool, float | None]:
+        """Apply the accumulated gradients unless anything is non-finite; (applied, grad norm)."""
+        if not hasattr(self.engine.optimizer, "overflow"):
+            # DeepSpeed drives a plain torch optimizer (ZeRO 0, fp32), which never skips a step by itself;
+            # the gradients are whole (and already averaged over ranks) in .grad, so check them here.
+            grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+            sq = float(sum(g.detach().float().pow(2).sum() for g in grads)) if grads else 0.0
+            if bad_loss or not math.isfinite(sq):
+                self.engine.zero_grad()
+                return False, None
+            self.engine.step()
+            return True, math.sqrt(sq)
+        if bad_loss:
+            # Make sure the ZeRO optimizer's own overflow check sees the bad step on every rank.
+            for p in self.engine.module.parameters():
+                if p.requires_grad and p.grad is not None:
+                    p.grad.fill_(float("nan"))
+        self.engine.step()
+        applied = self.engine.was_step_applied()
+        if bad_loss and applied:
+            raise RuntimeError("DeepSpeed applied an optimizer step with a non-finite loss; weights are corrupt")
+        norm = self.engine.get_global_grad_norm()
+        return applied, (float(norm) if norm is not None and applied else None)
+
+    def named_weights(self, bucket_mb: int | None = None) -> Iterator[tuple[str, Tensor]]:
+        """(HF parameter name, tensor) for the full model, LoRA merged (W + scale·B@A) on the fly.
+
+        Training weights are never modified. Under ZeRO-3 parameters are gathered one bucket of about
+        `bucket_mb` MiB at a time, and every rank must iterate (the gathers are collective); the
+        tensors then are copies. Otherwise they are the live parameters (detached): copy them before
+        the next optimizer step.
+        """
+        import deepspeed
+
+        bucket_bytes = (bucket_mb or self.cfg.trainer.sync_bucket_mb) * 2**20
+        units = self._weight_units()
+        zero3 = any(_is_zero3_param(p) for _, ps, _ in units for p in ps)
+        if not zero3:
+            for name, _, compute in units:
+                yield name, compute()
+            return
+        bucket: list = []
+        size = 0
+        for unit in units + [None]:
+            unit_bytes = 0 if unit is None else sum(p.ds_numel * p.element_size() for p in unit[1])
+            if bucket and (unit is None or size + unit_bytes > bucket_bytes):
+                params = [p for _, ps, _ in bucket for p in ps]
+                with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                    ready = [(name, compute().clone()) for name, _, compute in bucket]
+                yield from ready
+                bucket, size = [], 0
+            if unit is not None:
+                bucket.append(unit)
+                size += unit_bytes
+
+    def _weight_units(self) -> list[tuple[str, list[Tensor], object]]:
+        """(HF name, parameters it needs, function producing the tensor) for every model weight."""
+        lm = self.scorer.causal_lm
+        units: list[tuple[str, list[Tensor], object]] = []
+        lora_modules: dict[str, nn.Module] = {}
+        if self.is_lora:
+            from peft.tuners.lora import LoraLayer
+
+            lora_modules = {name: m for name, m in lm.named_modules() if isinstance(m, LoraLayer)}
+        handled: set[str] = set()
+        for prefix, module in lora_modules.items():
+            base = module.get_base_layer()
+            adapters = [a for a in module.active_adapters if a in module.lora_A]
+            needed = [base.weight] + [p for a in adapters for p in (module.lora_A[a].weight, module.lora_B[a].weight)]
+
+            def merged(base=base, module=module, adapters=adapters) -> Tensor:
+                w = base.weight.detach()
+                for a in adapters:
+                    # get_delta_weight returns a fresh tensor: add into it rather than allocating again.
+                    w = module.get_delta_weight(a).to(w.dtype).add_(w)
+                return w
+
+            units.append((f"{prefix}.weight", needed, merged))
+            handled.add(f"{prefix}.base_layer.weight")
+            if getattr(base, "bias", None) is not None:
+                units.append((f"{prefix}.bias", [base.bias], lambda b=base.bias: b.detach()))
+                handled.add(f"{prefix}.base_layer.bias")
+        for name, p in lm.named_parameters():
+            if name in handled or ".lora_" in name:
+                continue
+            units.append((name.replace(".base_layer.", "."), [p], lambda p=p: p.detach()))
+        return units

@@ -1,0 +1,142 @@
+"""Models spiral builds locally: random-weight Qwen3 causal LMs with a locally trained tokenizer.
+
+`builtin:<name>` paths resolve to an ordinary HF model directory (loadable by transformers and vLLM),
+built on first use and cached. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BUILTIN_PREFIX = "builtin:"
+# Bump when the recipe changes so cached copies are rebuilt.
+_RECIPE_VERSION = 1
+
+# Qwen-style chat template: <|im_start|>role\ncontent<|im_end|>\n ... and a generation prompt.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    """Shape of a built-in model (Qwen3 architecture)."""
+
+    vocab_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 32  # vLLM's CPU attention needs head_dim >= 32
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = True
+
+
+BUILTIN_MODELS: dict[str, BuiltinSpec] = {
+    "tiny": BuiltinSpec(),
+    "small": BuiltinSpec(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                         num_attention_heads=8, num_key_value_heads=4),
+}
+
+
+def _corpus() -> list[str]:
+    """Synthetic text covering game prompts, moves and math, so common words become single tokens."""
+    words = (
+        "You are playing Kuhn Poker TicTacToe Negotiation Pig Dice Liar's player card Jack Queen King "
+        "check bet call fold pass raise roll hold bid offer accept deny Legal actions moves board row column "
+        "Your opponent history pot chips The answer is Think step by step reason then put your final move in "
+        "\\boxed{} Please reason step by step, and put your final answer within \\boxed{}. win lose draw "
+        "resources Wood Gold Sheep Brick Wheat value inventory turn round hand score"
+    ).split()
+    lines = []
+    for i in range(600):
+        w = [words[(i * 7 + k * 13) % len(words)] for k in range(12)]
+        lines.append(" ".join(w) + f" \\boxed{{{w[i % 12]}}} {i} {i * 37 % 1000} = {i % 17}/{i % 5 + 1}")
+    lines += ["".join(chr(c) for c in range(32, 127))] * 5
+    return lines
+
+
+def build_builtin(name: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Build the named model with weights from `seed` and save model + tokenizer to `out_dir`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    spec = BUILTIN_MODELS[name]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+
+    config = Qwen3Config(
+        **{k: v for k, v in asdict(spec).items() if k != "vocab_size"},
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def cache_root() -> Path:
+    """Where built models live: $SPIRAL_CACHE, else ~/.cache/spiral."""
+    return Path(os.environ.get("SPIRAL_CACHE", Path.home() / ".cache" / "spiral"))
+
+
+def resolve_builtin(path: str, seed: int = 0) -> Path:
+    """Directory of `builtin:<name>`, building it on first use (atomic, safe under parallel tests)."""
+    name = path[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"unknown built-in model {path!r}; known: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+    target = cache_root() / "models" / f"{name}-v{_RECIPE_VERSION}-seed{seed}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_builtin(name, tmp, seed)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first; theirs is identical
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(path: str, seed: int = 0) -> str:
+    """A loadable directory or hub id for any `model.path` value."""
+    if path.startswith(BUILTIN_PREFIX):
+        return str(resolve_builtin(path, seed))
+    return path

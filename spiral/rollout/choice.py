@@ -1,0 +1,37 @@
+"""Constrained moves (`rollout.action_constraint: choice`): the policy's probabilities of the legal moves.
+
+Each legal move is scored as the completion `\\boxed{move}` + end-of-sequence; the log-probs are
+renormalised over the legal moves. Used by the collector and by `ModelAgent.action_probabilities`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from spiral.rollout.engine import Engine
+
+
+def boxed_move_ids(tokenizer: PreTrainedTokenizerBase, move: str) -> list[int]:
+    """Token ids of the completion that answers exactly `move`: `\\boxed{move}` then end-of-sequence."""
+    return tokenizer.encode(f"\\boxed{{{move}}}", add_special_tokens=False) + [tokenizer.eos_token_id]
+
+
+def choice_logprobs(
+    engine: Engine, prompts: list[list[int]], moves: list[list[str]], temperature: float
+) -> tuple[list[list[list[int]]], list[list[float]]]:
+    """For each prompt and its legal `moves`: the moves' completion ids and their log-probs renormalised
+    over those moves (sums of token log-probs at `temperature`), in one `engine.score` call."""
+    choices = [[boxed_move_ids(engine.tokenizer, m) for m in legal] for legal in moves]
+    flat_prompts = [p for p, options in zip(prompts, choices) for _ in options]
+    scores = iter(engine.score(flat_prompts, [c for options in choices for c in options], temperature))
+    renormalised = []
+    for options in choices:
+        totals = [sum(next(scores)) for _ in options]
+        top = max(totals)
+        log_z = top + math.log(sum(math.exp(t - top) for t in totals))
+        renormalised.append([t - log_z for t in totals])
+    return choices, renormalised

@@ -1,0 +1,347 @@
+"""The concurrent multi-game collector: many live games, and every pending model turn in one generate call.
+
+Turns play into `TurnSample`s (one per learning turn) and `GameRecord`s; advantages and updates live elsewhere.
+
+With `rollout.action_constraint: choice` a model turn samples among the legal moves (see
+`rollout/choice.py`) instead of writing freely, so it is never invalid.
+
+Budget policy (why a step may hold a few more samples than asked): a new game starts only while
+fewer learning turns than the budget have been played in this call; every started game is played to
+its end and all its samples are kept. Dropping unfinished games instead would favour short games
+(their outcomes arrive first), which biases returns; finishing them costs at most the remaining turns
+of the games in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from spiral.config.schema import GameSpec, RolloutConfig
+from spiral.games import Game, IllegalMoveError, make_game
+from spiral.games.parsing import last_boxed
+from spiral.rollout.choice import choice_logprobs
+from spiral.rollout.engine import Engine
+from spiral.rollout.prompts import build_prompt
+from spiral.types import EngineOutput, GameRecord, SamplingSettings, TurnRecord, TurnSample
+
+log = logging.getLogger(__name__)
+
+POLICY = "policy"
+
+
+class MoveChooser(Protocol):
+    """Anything that picks a move inline (a scripted agent, a single-game model agent)."""
+
+    def act(self, game: Game, rng: random.Random) -> str: ...
+
+
+@dataclass
+class Rollout:
+    """What one `collect` call gathered."""
+
+    samples: list[TurnSample]
+    records: list[GameRecord]
+    stats: dict[str, float]
+
+
+@dataclass
+class _Turn:
+    """A learning turn whose return is known only when its game ends."""
+
+    seat: int
+    prompt_ids: list[int]
+    output: EngineOutput
+    invalid: bool
+    choices: list[list[int]] | None  # with action_constraint choice: every legal move's completion ids
+    choice_index: int
+
+
+@dataclass
+class _LiveGame:
+    game: Game
+    record: GameRecord
+    policy_seats: frozenset[int]  # seats the learning engine plays
+    sample_seats: frozenset[int]  # of those, the seats whose turns become samples
+    rng: random.Random  # chance for scripted opponents in this game only
+    turns: list[_Turn] = field(default_factory=list)
+    moves: int = 0
+    ended: bool = False
+
+
+def derive_seed(*keys: object) -> int:
+    """A 31-bit seed from any keys; stable across processes (string seeding hashes with SHA-512)."""
+    return random.Random("/".join(map(str, keys))).getrandbits(31)
+
+
+def invalid_reason(output: EngineOutput) -> str:
+    """Why a completion that named no legal move failed: truncated, empty, no_box or illegal."""
+    if output.truncated:
+        return "truncated"
+    if not output.text.strip():
+        return "empty"
+    if last_boxed(output.text) is None:
+        return "no_box"
+    return "illegal"
+
+
+class Collector:
+    """Plays `rollout_cfg.concurrent_games` games at once and batches all their model turns.
+
+    `opponent` None is self-play (the engine plays every seat). Otherwise it plays the seats the
+    learner does not: an `Engine` (batched like the policy, in its own generate call) or an object
+    with `act(game, rng)` (a scripted or single-game agent, played inline). An engine opponent is
+    prompted with the same template and sampling settings as the policy. `opponent` is a plain attribute,
+    so a trainer sampling from an `OpponentPool` may swap it between `collect` calls.
+
+    `learning_seats`: in self-play, the seats whose turns become samples (default: all); against an
+    opponent, the seats the learner takes, cycled game by game (default: alternate 0, 1).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        games: list[GameSpec],
+        rollout_cfg: RolloutConfig,
+        *,
+        seed: int,
+        opponent: Engine | MoveChooser | None = None,
+        learning_seats: tuple[int, ...] | list[int] | None = None,
+    ) -> None:
+        if not games:
+            raise ValueError("Collector needs at least one game spec")
+        if opponent is not None and not isinstance(opponent, Engine) and not callable(getattr(opponent, "act", None)):
+            raise TypeError(f"opponent must be None, an Engine or an agent with act(game, rng), not {type(opponent).__name__}")
+        seats = (0, 1) if learning_seats is None else tuple(learning_seats)
+        if not seats or any(s not in (0, 1) for s in seats):
+            raise ValueError(f"learning_seats must be a non-empty subset of (0, 1), got {learning_seats!r}")
+        self.engine = engine
+        self.games = list(games)
+        self.cfg = rollout_cfg
+        self.seed = seed
+        self.opponent = opponent
+        self.learning_seats = seats
+        # Counters persist across calls so consecutive steps see fresh games and fresh sampling seeds.
+        self._games_started = 0
+        self._generate_calls = 0
+
+    # -- one step of data ------------------------------------------------------------------------
+
+    def collect(self, num_samples: int) -> Rollout:
+        """Play until at least `num_samples` learning turns are in finished games (see module docstring)."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        start = time.perf_counter()
+        live: list[_LiveGame] = []
+        finished: list[_LiveGame] = []
+        batch_sizes: list[int] = []
+        # Every game that yields samples yields at least one, so far more games than this means none
+        # can (e.g. every first prompt exceeds the context): fail loudly instead of looping forever.
+        max_games = 10 * num_samples + self.cfg.concurrent_games
+        started = 0
+        while True:
+            finished += [g for g in live if g.ended]
+            live = [g for g in live if not g.ended]
+            played = sum(len(g.turns) for g in live + finished)
+            while len(live) < self.cfg.concurrent_games and played < num_samples:
+                if started >= max_games:
+                    raise RuntimeError(
+                        f"{started} games yielded only {played} learning turns: games end before the learner "
+                        "moves (prompts longer than the engine's max_model_len?)"
+                    )
+                game = self._start_game()
+                started += 1
+                (finished if game.ended else live).append(game)
+            if not live:
+                break
+            # Every live game now waits on a model turn: one generate call per engine for all of them.
+            for engine, is_policy in ((self.engine, True), (self.opponent, False)):
+                pending = [g for g in live if not g.ended and (g.game.current_player() in g.policy_seats) == is_policy]
+                if pending:
+                    assert isinstance(engine, Engine)  # non-engine opponents never leave a game pending
+                    if is_policy:
+                        batch_sizes.append(len(pending))
+                    self._model_turns(engine, pending, is_policy)
+
+        samples = [s for g in finished for s in self._samples(g)]
+        records = [g.record for g in finished]
+        return Rollout(samples, records, self._stats(finished, samples, batch_sizes, time.perf_counter() - start))
+
+    # -- game life cycle ---------------------------------------------------------------------------
+
+    def _start_game(self) -> _LiveGame:
+        n = self._games_started
+        self._games_started += 1
+        rng = random.Random(derive_seed(self.seed, "game", n))
+        spec = rng.choices(self.games, weights=[g.weight for g in self.games])[0]
+        game = make_game(spec.name, spec.params)
+        if game.num_players != 2:
+            raise ValueError(f"game {spec.name!r} has {game.num_players} players; the collector plays two-player games")
+        game_seed = rng.getrandbits(31)
+        game.reset(game_seed)
+        if self.opponent is None:
+            policy, sample = frozenset((0, 1)), frozenset(self.learning_seats)
+        else:
+            policy = sample = frozenset([self.learning_seats[n % len(self.learning_seats)]])
+        live = _LiveGame(game, GameRecord(game=game.name, seed=game_seed), policy, sample, rng)
+        self._advance(live)
+        return live
+
+    def _advance(self, g: _LiveGame) -> None:
+        """Play inline (scripted) turns until the game ends or waits on a model."""
+        while True:
+            if g.game.is_terminal():
+                return self._end(g, "terminal", list(g.game.returns()))
+            if g.moves >= g.game.max_turns:
+                return self._end(g, "turn_limit", [0.0, 0.0])
+            seat = g.game.current_player()
+            if seat in g.policy_seats or isinstance(self.opponent, Engine):
+                return
+            observation = g.game.observation(seat)
+            move = self.opponent.act(g.game, g.rng)
+            name = getattr(self.opponent, "name", type(self.opponent).__name__)
+            if not self._apply(g, seat, move):
+                g.record.transcript.append(TurnRecord(seat, name, observation, move, None))
+                log.warning("agent %s made an illegal move %r in %s", name, move, g.game.name)
+                return self._end_invalid(g, seat)
+            g.record.transcript.append(TurnRecord(seat, name, observation, move, move))
+
+    def _model_turns(self, engine: Engine, pending: list[_LiveGame], is_policy: bool) -> None:
+        """Prompt every pending game's mover, generate once, and apply each completion."""
+        batch: list[tuple[_LiveGame, int, list[int]]] = []
+        for g in pending:
+            seat = g.game.current_player()
+            prompt = build_prompt(g.game, seat, self.cfg.template, engine.tokenizer)
+            # The engine shortens the generation budget to fit the context; only a prompt that fills
+            # the whole context cannot be answered at all.
+            if len(prompt) >= engine.max_model_len:
+                log.info("%s: %d-token prompt fills max_model_len %d; draw",
+                         g.game.name, len(prompt), engine.max_model_len)
+                self._end(g, "context_overflow", [0.0, 0.0])
+            else:
+                batch.append((g, seat, prompt))
+        if not batch:
+            return
+        stream = "policy" if is_policy else "opponent"
+        sampling = SamplingSettings(
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_tokens,
+            seed=derive_seed(self.seed, stream, self._generate_calls),
+        )
+        self._generate_calls += 1
+        if self.cfg.action_constraint == "choice":
+            played = self._choose(engine, batch, sampling)
+        else:
+            outputs = engine.generate([p for _, _, p in batch], sampling)
+            played = [(out, None if out.truncated else g.game.parse_action(out.text), None, -1)
+                      for (g, _, _), out in zip(batch, outputs, strict=True)]
+        for (g, seat, prompt), (out, move, choices, index) in zip(batch, played):
+            observation = g.game.observation(seat)
+            if move is not None and not self._apply(g, seat, move):
+                move = None
+            g.record.transcript.append(TurnRecord(seat, POLICY if is_policy else "opponent", observation, out.text, move))
+            if seat in g.sample_seats:
+                g.turns.append(_Turn(seat, prompt, out, move is None, choices, index))
+            if move is None:
+                log.debug("invalid move (%s) by seat %d in %s: %r", invalid_reason(out), seat, g.game.name, out.text[-200:])
+                self._end_invalid(g, seat)
+            else:
+                self._advance(g)
+
+    def _choose(self, engine: Engine, batch: list[tuple[_LiveGame, int, list[int]]], sampling: SamplingSettings
+                ) -> list[tuple[EngineOutput, str, list[list[int]], int]]:
+        """`action_constraint: choice`: sample each move from the legal moves' renormalised probabilities
+        (one score call for the batch; temperature 0 takes the most likely; top_p does not apply)."""
+        legal = [g.game.legal_actions() for g, _, _ in batch]
+        temperature = sampling.temperature if sampling.temperature > 0 else 1.0
+        choices, logprobs = choice_logprobs(engine, [p for _, _, p in batch], legal, temperature)
+        rng = random.Random(sampling.seed)
+        played = []
+        for moves, options, lps in zip(legal, choices, logprobs):
+            if sampling.temperature > 0:
+                i = rng.choices(range(len(moves)), weights=[math.exp(lp) for lp in lps])[0]
+            else:
+                i = max(range(len(moves)), key=lps.__getitem__)
+            text = engine.tokenizer.decode(options[i], skip_special_tokens=True)
+            played.append((EngineOutput(options[i], text, [lps[i]], "stop"), moves[i], options, i))
+        return played
+
+    @staticmethod
+    def _apply(g: _LiveGame, seat: int, move: str) -> bool:
+        try:
+            g.game.apply_action(move)
+        except IllegalMoveError:
+            return False
+        g.moves += 1
+        return True
+
+    def _end_invalid(self, g: _LiveGame, offender: int) -> None:
+        returns = [0.0, 0.0]
+        returns[offender], returns[1 - offender] = self.cfg.invalid_penalty
+        g.record.invalid_seat = offender
+        self._end(g, "invalid_move", returns)
+
+    @staticmethod
+    def _end(g: _LiveGame, reason: str, returns: list[float]) -> None:
+        g.record.returns = returns
+        g.record.end_reason = reason
+        g.ended = True
+
+    @staticmethod
+    def _samples(g: _LiveGame) -> list[TurnSample]:
+        """Every learning turn of a finished game, each carrying its seat's final return."""
+        return [
+            TurnSample(
+                game=g.game.name,
+                seat=t.seat,
+                prompt_ids=t.prompt_ids,
+                completion_ids=list(t.output.token_ids),
+                logprobs=list(t.output.logprobs),
+                ret=g.record.returns[t.seat],
+                invalid=t.invalid,
+                truncated=t.output.truncated,
+                choices=t.choices,
+                choice_index=t.choice_index,
+            )
+            for t in g.turns
+        ]
+
+    @staticmethod
+    def _stats(finished: list[_LiveGame], samples: list[TurnSample], batch_sizes: list[int], seconds: float) -> dict[str, float]:
+        turns = [t for g in finished for t in g.turns]
+        n = max(len(turns), 1)
+        stats: dict[str, float] = {
+            "games": float(len(finished)),
+            "samples": float(len(samples)),
+            "invalid_rate": sum(t.invalid for t in turns) / n,
+            "truncated_rate": sum(t.output.truncated for t in turns) / n,
+            "response_len_mean": sum(len(t.output.token_ids) for t in turns) / n,
+            "generate_calls": float(len(batch_sizes)),
+            "turns_per_generate": sum(batch_sizes) / max(len(batch_sizes), 1),
+            "seconds": seconds,
+            "turns_per_s": sum(batch_sizes) / seconds if seconds > 0 else 0.0,
+        }
+        for reason, count in Counter(g.record.end_reason for g in finished).items():
+            stats[f"end/{reason}"] = float(count)
+        for reason, count in Counter(invalid_reason(t.output) for t in turns if t.invalid).items():
+            stats[f"invalid/{reason}"] = float(count)
+        return stats
+
+
+def write_transcripts(records: list[GameRecord], path: str | Path, append: bool = False) -> None:
+    """Write one finished game per JSONL line (transcript, returns, end reason)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
+

@@ -1,0 +1,201 @@
+"""Inference engine on a plain transformers causal LM: batched sampling with a KV cache, exact log-probs.
+
+Runs anywhere torch runs (CPU tests, single GPU). Sampling distribution, stated once for both engines:
+temperature T > 0 samples from softmax(top_p_filter(logits / T)), where the nucleus filter is transformers'
+`TopPLogitsWarper` (sort ascending, drop tokens whose cumulative probability is <= 1 - top_p, always keep the
+top token) -- the same rule vLLM applies. The returned log-prob of a sampled token is its log-prob under that
+distribution, i.e. `sampling_logprobs(logits, T, top_p)`; for top_p = 1 it is log_softmax(logits / T), which is
+what the learner recomputes. T = 0 is greedy decoding and reports log_softmax(logits) (the T = 1 distribution),
+matching vLLM's "processed_logprobs" mode.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import torch
+
+from spiral.rollout.engine import Engine
+from spiral.rollout.engines import check_score_inputs, token_budgets
+from spiral.types import EngineOutput, SamplingSettings
+
+
+def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
+    """Log-probs (fp32, over the last dim) of the distribution the engines sample from at these settings."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    scores = logits.float()
+    if temperature > 0:
+        scores = scores / temperature
+        if top_p < 1.0:
+            scores = TopPLogitsWarper(top_p)(None, scores.reshape(-1, scores.shape[-1])).reshape(scores.shape)
+    return torch.log_softmax(scores, dim=-1)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` means bfloat16 on CUDA and float32 elsewhere."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
+    return getattr(torch, dtype)
+
+
+class HFEngine(Engine):
+    """transformers model + tokenizer; prompts are left-padded into micro-batches of `max_batch_size`."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int = 4096,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        max_batch_size: int = 64,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=resolve_dtype(dtype, self.device), trust_remote_code=trust_remote_code
+        ).to(self.device)
+        self.model.eval().requires_grad_(False)
+        self.max_model_len = max_model_len
+        self.max_batch_size = max_batch_size
+        # Calls without an explicit seed draw one from here, so a run is reproducible from `seed`
+        # without touching torch's global RNG (the learner shares the process).
+        self._seeds = random.Random(seed)
+        self._eos_ids = self._stop_token_ids()
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self._eos_ids)
+        # remove_duplicate=False lists tied parameters under every name (e.g. lm_head.weight and embed_tokens).
+        self._params = dict(self.model.named_parameters(remove_duplicate=False))
+
+    def _stop_token_ids(self) -> set[int]:
+        """The tokenizer's eos plus any the model's generation config adds (as vLLM does)."""
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        extra = self.model.generation_config.eos_token_id
+        ids.update([extra] if isinstance(extra, int) else (extra or []))
+        if not ids:
+            raise ValueError("the model's tokenizer defines no eos token, so completions could never stop")
+        return ids
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _batches(self, n: int) -> list[range]:
+        return [range(start, min(start + self.max_batch_size, n)) for start in range(0, n, self.max_batch_size)]
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[EngineOutput]:
+        budgets = token_budgets(prompts, sampling, self.max_model_len)
+        seed = sampling.seed if sampling.seed is not None else self._seeds.getrandbits(63)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        outputs: list[EngineOutput] = []
+        for rows in self._batches(len(prompts)):
+            outputs += self._generate_batch([prompts[i] for i in rows], [budgets[i] for i in rows], sampling, generator)
+        return outputs
+
+    def _generate_batch(self, prompts: list[list[int]], budgets: list[int], sampling: SamplingSettings,
+                        generator: torch.Generator) -> list[EngineOutput]:
+        """Decode one left-padded batch step by step with the model's KV cache."""
+        from transformers import DynamicCache
+
+        ids, mask = self._left_pad(prompts)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1]
+        n = len(prompts)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        reasons: list[str | None] = [None] * n
+        budget = torch.tensor(budgets, device=self.device)
+        eos = torch.tensor(sorted(self._eos_ids), device=self.device)
+        for step in range(max(budgets)):
+            dist = sampling_logprobs(logits, sampling.temperature, sampling.top_p)
+            if sampling.temperature > 0:
+                nxt = torch.multinomial(dist.exp(), 1, generator=generator).squeeze(1)
+            else:
+                nxt = dist.argmax(-1)
+            chosen = dist.gather(1, nxt[:, None]).squeeze(1)
+            stop = torch.isin(nxt, eos)
+            full = budget <= step + 1
+            for row, (tok, lp, is_stop, is_full) in enumerate(
+                zip(nxt.tolist(), chosen.tolist(), stop.tolist(), full.tolist())
+            ):
+                if reasons[row] is not None:
+                    continue
+                tokens[row].append(tok)
+                logprobs[row].append(lp)
+                if is_stop:
+                    reasons[row] = "stop"
+                elif is_full:
+                    reasons[row] = "length"
+            if all(r is not None for r in reasons):
+                break
+            # Finished rows keep decoding (their tokens are ignored) so the batch stays rectangular.
+            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True).logits[:, -1]
+        return [
+            EngineOutput(token_ids=t, text=self.tokenizer.decode(t, skip_special_tokens=True), logprobs=lp,
+                         finish_reason=r or "length")
+            for t, lp, r in zip(tokens, logprobs, reasons)
+        ]
+
+    @torch.no_grad()
+    def score(self, prompts: list[list[int]], completions: list[list[int]], temperature: float = 1.0) -> list[list[float]]:
+        check_score_inputs(prompts, completions, temperature, self.max_model_len)
+        result: list[list[float]] = []
+        for rows in self._batches(len(prompts)):
+            seqs = [prompts[i] + completions[i] for i in rows]
+            longest = max(len(completions[i]) for i in rows)
+            if longest == 0:
+                result += [[] for _ in rows]
+                continue
+            ids, mask = self._left_pad(seqs)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            # Left padding puts every completion at the end, so only the last longest+1 positions need logits.
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=longest + 1).logits[:, :-1]
+            dist = sampling_logprobs(logits, temperature)
+            for row, i in enumerate(rows):
+                c = len(completions[i])
+                if c == 0:
+                    result.append([])
+                    continue
+                target = torch.tensor(completions[i], device=self.device)
+                result.append(dist[row, longest - c:].gather(1, target[:, None]).squeeze(1).tolist())
+        return result
+
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy each named tensor into the parameter of that HF name (a tied lm_head is shared, so optional)."""
+        for name, tensor in weights:
+            param = self._params.get(name)
+            if param is None:
+                raise KeyError(f"load_weights: the model has no parameter named {name!r}")
+            if param.shape != tensor.shape:
+                raise ValueError(f"load_weights: {name} has shape {tuple(tensor.shape)}, expected {tuple(param.shape)}")
+            param.copy_(tensor)
+
+    def close(self) -> None:
+        self.model = None
+        self._params = {}
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,53 @@
+"""Prompt templates: the text and token ids a seat sees when it must move.
+
+Pure functions of (game state, seat, template, tokenizer); no sampling and no engine here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from spiral.games.base import Game
+
+TEMPLATES = ("chat", "qwen3_base", "direct")
+
+REASONING_INSTRUCTION = "Think step by step, then put your move in \\boxed{}, for example \\boxed{move}."
+DIRECT_INSTRUCTION = "Answer immediately with only your move in \\boxed{}, for example \\boxed{move}, and nothing else."
+
+
+def prompt_content(game: Game, seat: int, template: str) -> str:
+    """The user message: rules, what `seat` sees (games list the legal moves there), and the instruction."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    instruction = DIRECT_INSTRUCTION if template == "direct" else REASONING_INSTRUCTION
+    return f"{game.description}\n\n{game.observation(seat)}\n\n{instruction}"
+
+
+def _qwen3_raw(content: str) -> str:
+    # Base models have no chat template but were pre-trained on this format.
+    return f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def render_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The full prompt text for `seat` to move in `game`.
+
+    `chat` uses the tokenizer's chat template (it must have one); `qwen3_base` writes the im_start
+    format by hand; `direct` uses the chat template when the tokenizer has one, else the im_start format.
+    """
+    content = prompt_content(game, seat, template)
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if template == "qwen3_base" or (template == "direct" and not has_chat):
+        return _qwen3_raw(content)
+    if not has_chat:
+        raise ValueError("rollout.template 'chat' needs a tokenizer with a chat template; use 'qwen3_base' for base models")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def build_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids of `render_prompt` (the rendered text already holds every special token)."""
+    return tokenizer.encode(render_prompt(game, seat, template, tokenizer), add_special_tokens=False)

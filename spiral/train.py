@@ -1,0 +1,289 @@
+"""The SPIRAL training loop, top to bottom: collect self-play turns → RAE → PPO → sync → eval → log → save.
+
+Reusable mechanics (engines, learner, checkpoints, distributed helpers) live in their packages;
+this file keeps the algorithm visible. It runs alone or under torchrun, one engine per rank.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from spiral.algo.rae import RoleBaselines, rae_advantages
+from spiral.config import SpiralConfig, to_yaml
+from spiral.config.schema import ConfigError
+from spiral.learner import distributed as dist
+from spiral.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from spiral.learner.learner import Learner
+from spiral.models import resolve_model_path
+from spiral.rollout.collector import Collector, Rollout, derive_seed, write_transcripts
+from spiral.rollout.engine import Engine
+from spiral.rollout.engines import create_engine_from_config
+from spiral.rollout.opponents import OpponentPool
+from spiral.tracking import MetricsLogger
+from spiral.types import SamplingSettings, TurnSample
+
+
+def train(cfg: SpiralConfig) -> Path:
+    """Run (or resume) training as configured; returns the run directory."""
+    dist.init_distributed()
+    run_dir = Path(cfg.run.dir)
+    resume_from = _find_resume_checkpoint(cfg, run_dir)
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    dist.barrier()
+
+    # The policy: a DeepSpeed learner and, on the same device, an inference engine with the same weights.
+    model_path = resolve_model_path(cfg.model.path, seed=cfg.run.seed)
+    learner = Learner(cfg, model_path)
+    engine = create_engine_from_config(cfg, model_path)
+    baselines = RoleBaselines()
+    pool = OpponentPool(cfg.rollout.pool_size)
+    start_step = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, learner)
+        start_step = int(state["step"])
+        baselines.load_state_dict(state["rae"])
+        pool.load_state_dict(state["opponent_pool"])
+        engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
+
+    logger = MetricsLogger(run_dir, enabled=dist.is_main(), console=cfg.logging.console,
+                           wandb_project=cfg.logging.project if cfg.logging.wandb else None,
+                           run_name=cfg.run.name, config=_plain_config(cfg))
+    logger.truncate_after(start_step)  # steps after the checkpoint are replayed, so drop their old rows
+    opponent_engine = _opponent_engine(cfg, model_path)
+    opponent = _fixed_opponent(cfg, opponent_engine)
+    samples_per_rank = math.ceil(cfg.rollout.samples_per_step / dist.world_size())
+
+    if start_step == 0 and _due(cfg.eval.every, 0):
+        logger.log(0, evaluate(cfg, engine, step=0), cfg.trainer.steps)
+
+    for step in range(start_step + 1, cfg.trainer.steps + 1):
+        timer = PhaseTimer()
+        # A fresh collector per step seeded from (seed, rank, step): a resumed run replays exactly
+        # the games an uninterrupted one would have played.
+        opponent = _pick_pool_opponent(cfg, pool, opponent_engine, step) or opponent
+        collector = Collector(engine, cfg.games, cfg.rollout, opponent=opponent,
+                              seed=derive_seed(cfg.run.seed, "rollout", dist.rank(), step))
+
+        # 1. Self-play: many games at once, every pending turn in one generate call.
+        with timer("rollout"):
+            engine.wake()
+            rollout = collector.collect(samples_per_rank)
+            engine.sleep()
+
+        # 2. Role-conditioned advantages from every rank's returns, in rank order (identical baselines).
+        baselines_before = dict(baselines.items())
+        _assign_advantages(cfg, rollout.samples, baselines)
+        train_samples = [s for s in rollout.samples if not (cfg.algo.filter_zero_advantage and s.advantage == 0.0)]
+
+        # 3. PPO update (a non-finite loss or gradient skips the step and leaves the weights as they were).
+        with timer("update"):
+            update_stats = learner.update(train_samples, temperature=cfg.rollout.temperature)
+
+        # 4. Push the new weights into the engine, in buckets, no disk.
+        if step % cfg.trainer.sync_every == 0:
+            with timer("sync"):
+                engine.wake()
+                engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
+
+        # 5. Evaluate: games against opponents, Kuhn exploitability, benchmarks.
+        metrics: dict[str, float] = {}
+        if _due(cfg.eval.every, step) or step == cfg.trainer.steps:
+            with timer("eval"):
+                metrics.update(evaluate(cfg, engine, step))
+
+        # 6. Log.
+        metrics.update({("loss/policy" if k == "policy_loss" else f"train/{k}"): v for k, v in update_stats.items()})
+        metrics.update(_rollout_metrics(rollout, dist.world_size()))
+        metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
+        metrics.update(_advantage_metrics(rollout.samples))
+        metrics.update(timer.metrics(rollout))
+        if dist.is_main() and cfg.rollout.transcripts_every and step % cfg.rollout.transcripts_every == 0:
+            write_transcripts(rollout.records, run_dir / "transcripts" / f"step-{step:06d}.jsonl")
+        logger.log(step, metrics, cfg.trainer.steps)
+
+        # 7. Checkpoint (atomic: written under a temporary name, then renamed).
+        if _due(cfg.checkpoint.every, step) or step == cfg.trainer.steps:
+            path = save_checkpoint(run_dir, step, learner, {
+                "step": step, "rae": baselines.state_dict(), "opponent_pool": pool.state_dict(),
+            })
+            if cfg.rollout.opponent == "pool":
+                pool.add(str(path / "model"))
+    logger.close()
+    return run_dir
+
+
+# -- the steps' helpers ----------------------------------------------------------------------------
+
+
+def _assign_advantages(cfg: SpiralConfig, samples: list[TurnSample], baselines: RoleBaselines) -> None:
+    """RAE over all ranks' samples in rank order; each rank keeps the advantages of its own samples."""
+    mine = [(s.game, s.seat, s.ret) for s in samples]
+    everyone = dist.gather_objects(mine)
+    keys = [(g, seat) for part in everyone for g, seat, _ in part]
+    returns = [r for part in everyone for _, _, r in part]
+    advantages = rae_advantages(keys, returns, baselines, cfg.algo.rae.decay, enabled=cfg.algo.rae.enabled)
+    offset = sum(len(part) for part in everyone[: dist.rank()])
+    for sample, adv in zip(samples, advantages[offset: offset + len(samples)]):
+        sample.advantage = adv
+
+
+def evaluate(cfg: SpiralConfig, engine: Engine, step: int) -> dict[str, float]:
+    """Online evaluation with the current engine weights: game report and benchmark subset (rank 0)."""
+    from spiral.eval.game_eval import evaluate_games, flatten_for_logging
+
+    if not dist.is_main():
+        return {}
+    ev = cfg.eval
+    sampling = SamplingSettings(temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens,
+                                seed=derive_seed(cfg.run.seed, "eval", step))
+    engine.wake()
+    metrics: dict[str, float] = {}
+    if ev.games:
+        report = evaluate_games(engine, ev.games, ev.opponents, episodes=ev.episodes, seed=cfg.run.seed,
+                                template=cfg.rollout.template, sampling=sampling,
+                                action_constraint=cfg.rollout.action_constraint,
+                                exploitability=ev.exploitability, exploitability_samples=ev.exploitability_samples,
+                                engine_kind=cfg.rollout.engine)
+        metrics.update(flatten_for_logging(report))
+    if ev.benchmarks:
+        from spiral.eval.bench_runner import run_benchmarks
+
+        # Benchmarks are questions, not games: a `direct` game template still asks them in chat form.
+        template = "qwen3_base" if cfg.rollout.template == "qwen3_base" else "chat"
+        results = run_benchmarks(engine, ev.benchmarks, data_dir=ev.data_dir or None, samples=ev.samples,
+                                 sampling=sampling, out_dir=Path(cfg.run.dir) / "bench" / f"step-{step:06d}",
+                                 limit=ev.benchmark_limit, template=template, verbose=False)
+        for name, res in results["metrics"].items():
+            metrics[f"eval/bench/{name}/accuracy"] = res["accuracy"]
+    return metrics
+
+
+def _rollout_metrics(rollout: Rollout, world: int) -> dict[str, float]:
+    """Returns by game and seat, invalid/truncated rates, response lengths, summed over ranks."""
+    sums: dict[str, float] = defaultdict(float)
+    for s in rollout.samples:
+        sums[f"returns/{s.game}/seat{s.seat}"] += s.ret
+        sums[f"n/{s.game}/seat{s.seat}"] += 1
+    local = [
+        float(len(rollout.samples)), sum(len(s.completion_ids) for s in rollout.samples),
+        sum(s.invalid for s in rollout.samples), sum(s.truncated for s in rollout.samples),
+        sum(s.ret for s in rollout.samples), float(len(rollout.records)),
+    ]
+    keys = sorted(sums)
+    names = dist.gather_objects(keys)
+    all_keys = sorted({k for part in names for k in part})
+    totals = dist.all_reduce_sum(local + [sums.get(k, 0.0) for k in all_keys])
+    n, tokens, invalid, truncated, ret, games = totals[:6]
+    out = {
+        "rollout/samples": n, "rollout/tokens": tokens, "rollout/games": games,
+        "rollout/response_length_mean": tokens / max(n, 1), "rollout/invalid_rate": invalid / max(n, 1),
+        "rollout/truncated_rate": truncated / max(n, 1), "rollout/return_mean": ret / max(n, 1),
+    }
+    by_key = dict(zip(all_keys, totals[6:]))
+    for key in all_keys:
+        if key.startswith("returns/"):
+            out[key] = by_key[key] / max(by_key["n/" + key[len("returns/"):]], 1)
+    for key, value in rollout.stats.items():  # this rank's collector details (the totals above are global)
+        if key not in ("samples", "games", "invalid_rate", "truncated_rate", "response_len_mean"):
+            out[f"rollout/{key}"] = value
+    return out
+
+
+def _advantage_metrics(samples: list[TurnSample]) -> dict[str, float]:
+    if not samples:
+        return {}
+    advs = [s.advantage for s in samples]
+    mean = sum(advs) / len(advs)
+    return {"advantage/mean": mean, "advantage/std": (sum((a - mean) ** 2 for a in advs) / len(advs)) ** 0.5,
+            "advantage/min": min(advs), "advantage/max": max(advs)}
+
+
+class PhaseTimer:
+    """Wall time per phase of one step."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+    def metrics(self, rollout: Rollout) -> dict[str, float]:
+        total = time.perf_counter() - self.start
+        out = {f"time/{k}": v for k, v in self.seconds.items()}
+        out["time/step"] = total
+        n, tokens = len(rollout.samples), sum(len(s.completion_ids) for s in rollout.samples)
+        out["perf/samples_per_s"] = n / total
+        if "rollout" in self.seconds:
+            out["perf/rollout_tokens_per_s"] = tokens / max(self.seconds["rollout"], 1e-9)
+        return out
+
+
+def _due(every: int, step: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _find_resume_checkpoint(cfg: SpiralConfig, run_dir: Path) -> Path | None:
+    mode = cfg.run.resume
+    if mode == "never":
+        if latest_checkpoint(run_dir) is not None:
+            raise ConfigError(f"run.resume=never but {run_dir} already holds checkpoints; "
+                              "choose another run.dir or use run.resume=auto")
+        return None
+    if mode == "auto":
+        return latest_checkpoint(run_dir)
+    path = Path(mode)
+    if not path.is_dir():
+        raise ConfigError(f"run.resume: checkpoint directory {path} does not exist")
+    return path
+
+
+def _opponent_engine(cfg: SpiralConfig, policy_path: str) -> Engine | None:
+    """A second engine for checkpoint or pool opponents (weights loaded per step for the pool)."""
+    from spiral.agents.factory import is_model_spec
+
+    spec = cfg.rollout.opponent
+    if spec == "pool":
+        return create_engine_from_config(cfg, policy_path)
+    if spec != "self" and is_model_spec(spec):
+        return create_engine_from_config(cfg, resolve_model_path(spec))
+    return None
+
+
+def _fixed_opponent(cfg: SpiralConfig, opponent_engine: Engine | None) -> Any:
+    from spiral.agents import make_agent
+
+    spec = cfg.rollout.opponent
+    if spec in ("self", "pool"):
+        return None  # the pool starts as self-play until the first checkpoint exists
+    if opponent_engine is not None:
+        return opponent_engine
+    return make_agent(spec, seed=cfg.run.seed)
+
+
+def _pick_pool_opponent(cfg: SpiralConfig, pool: OpponentPool, opponent_engine: Engine | None,
+                        step: int) -> Engine | None:
+    """With `rollout.opponent: pool`, load a past checkpoint (sampled by recency) into the opponent engine."""
+    if cfg.rollout.opponent != "pool" or len(pool) == 0 or opponent_engine is None:
+        return None
+    from spiral.learner.checkpoint import iter_model_weights
+
+    path = pool.sample(random.Random(derive_seed(cfg.run.seed, "pool", step)))
+    opponent_engine.load_weights(iter_model_weights(path))
+    return opponent_engine
+
+
+def _plain_config(cfg: SpiralConfig) -> dict[str, Any]:
+    return asdict(cfg)

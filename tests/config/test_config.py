@@ -1,0 +1,95 @@
+"""The config contract: typed loading, dotted overrides, errors that name key, file and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spiral.cli import main
+from spiral.config import ConfigError, SpiralConfig, load_config, to_yaml
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert isinstance(cfg, SpiralConfig)
+    assert cfg.trainer.steps > 0 and cfg.trainer.lr > 0
+
+
+def test_shipped_configs_exist() -> None:
+    names = {p.name for p in CONFIGS}
+    assert {"kuhn.yaml", "kuhn_tiny.yaml", "tictactoe.yaml", "negotiation.yaml", "multigame.yaml"} <= names
+
+
+def test_paper_settings_in_kuhn_yaml() -> None:
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "kuhn.yaml")
+    assert cfg.trainer.lr == 1e-6 and cfg.trainer.steps == 400
+    assert cfg.rollout.samples_per_step == 128 and cfg.algo.epochs == 2 and cfg.algo.clip_eps == 0.2
+    assert cfg.trainer.betas == [0.9, 0.95] and cfg.algo.rae.decay == 0.95
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_overrides_are_typed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer:\n  lr: 1e-6\n")
+    cfg = load_config(path, ["trainer.lr=2e-6", "run.seed=3", "run.dir=/tmp/x"])
+    assert isinstance(cfg.trainer.lr, float) and cfg.trainer.lr == 2e-6
+    assert cfg.run.seed == 3 and cfg.run.dir == "/tmp/x"
+    assert isinstance(load_config(path).trainer.lr, float)
+
+
+def test_unknown_key_names_key_file_and_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"trainer": {"stpes": 3}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "trainer.stpes" in msg and str(path) in msg and "trainer.steps" in msg
+
+
+def test_unknown_section_and_override_typo(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rollout"):
+        load_config(_write(tmp_path, {"rollot": {"temperature": 1.0}}))
+    with pytest.raises(ConfigError, match=r"command line.*trainer\.lr"):
+        load_config(None, ["trainer.lrr=1e-3"])
+
+
+def test_wrong_type_fails(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="trainer.steps"):
+        load_config(_write(tmp_path, {"trainer": {"steps": "many"}}))
+
+
+def test_unknown_game_name_is_suggested(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="kuhn_poker"):
+        load_config(_write(tmp_path, {"games": [{"name": "kuhn_pokr"}]}))
+
+
+def test_post_init_validation_names_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"rollout": {"engine": "tgi"}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "rollout.engine" in str(err.value) and str(path) in str(err.value)
+
+
+def test_resolved_yaml_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(None, ["trainer.steps=7"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(cfg))
+    assert load_config(path) == cfg
+
+
+def test_cli_config_show_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", str(CONFIGS[0]), "trainer.lr=3e-6"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["trainer"]["lr"] == 3e-6
+    bad = _write(tmp_path, {"trainer": {"lrr": 1}})
+    assert main(["config", "show", str(bad)]) == 2
+    assert "trainer.lr" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""token_logprobs (chunked torch path) against the naive full-vocabulary computation, input checks,
+and scoring real tiny Qwen3 models: plain, tied embeddings, peft-LoRA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spiral.kernels import lm_head_weight, token_logprobs
+
+# (tokens, hidden, vocab, chunk): ragged last chunk; a single token; chunk larger than the input.
+SHAPES = [(37, 16, 1000, 8), (1, 8, 333, 1024), (5, 24, 4099, 64)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("temperature", [0.6, 1.0, 1.7])
+@pytest.mark.parametrize("with_entropy", [False, True], ids=["lp", "lp+entropy"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_torch_path_matches_naive(against_naive, dtype, temperature, with_entropy, shape):
+    against_naive(token_logprobs, dtype, temperature, with_entropy, shape, backend="torch")
+
+
+def test_auto_backend_on_cpu_without_bias(against_naive):
+    against_naive(token_logprobs, torch.float32, 1.0, True, (20, 16, 700, 6), backend="auto", with_bias=False)
+
+
+def test_frozen_weight_gives_hidden_grad_only(naive):
+    hidden = torch.randn(6, 8, requires_grad=True)
+    weight = torch.randn(50, 8)
+    targets = torch.randint(0, 50, (6,))
+    lp, _ = token_logprobs(hidden, weight, targets, chunk_size=4)
+    (grad,) = torch.autograd.grad(lp.sum(), [hidden])
+    ref, _ = naive(hidden, weight, targets)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), [hidden])
+    torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_empty_input():
+    lp, ent = token_logprobs(torch.zeros(0, 8), torch.randn(10, 8), torch.zeros(0, dtype=torch.long),
+                             return_entropy=True)
+    assert lp.shape == (0,) and ent.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"targets": torch.tensor([0, 10])}, r"targets must lie in \[0, 10\)"),
+        ({"targets": torch.tensor([0, -1])}, r"targets must lie"),
+        ({"targets": torch.tensor([0])}, "shape"),
+        ({"weight": torch.randn(10, 5)}, "hidden size mismatch"),
+        ({"weight": torch.randn(10, 4, dtype=torch.float64)}, "share a dtype"),
+        ({"hidden": torch.randn(1, 2, 4)}, "flatten"),
+        ({"bias": torch.randn(9)}, "bias must have shape"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"backend": "cuda"}, "unknown backend"),
+    ],
+)
+def test_bad_input_is_refused_clearly(kwargs, message):
+    args = {"hidden": torch.randn(2, 4), "weight": torch.randn(10, 4), "targets": torch.tensor([1, 2])}
+    args.update(kwargs)
+    hidden, weight, targets = args.pop("hidden"), args.pop("weight"), args.pop("targets")
+    with pytest.raises(ValueError, match=message):
+        token_logprobs(hidden, weight, targets, **args)
+
+
+def test_triton_backend_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        token_logprobs(torch.randn(2, 4), torch.randn(10, 4), torch.tensor([1, 2]), backend="triton")
+
+
+# --- real tiny models -------------------------------------------------------------------------------
+
+
+def _tiny_qwen3(tie: bool):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                         tie_word_embeddings=tie)
+    torch.manual_seed(0)
+    return Qwen3ForCausalLM(config)
+
+
+def _batch():
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, 512, (2, 9), generator=gen)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = 0  # left padding
+    return input_ids, attention_mask
+
+
+def _model_logprobs(model, input_ids, attention_mask, temperature, use_kernel, hidden_from_base=False):
+    """Log-probs of each next token at the real (unpadded) positions, via the logits or the kernel."""
+    targets = input_ids[:, 1:]
+    keep = attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
+    if not use_kernel:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
+        return log_probs.gather(-1, targets[..., None]).squeeze(-1)[keep]
+    if hidden_from_base:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hidden = base.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    else:
+        hidden = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+    weight, bias = lm_head_weight(model)
+    lp, _ = token_logprobs(hidden[:, :-1][keep], weight, targets[keep], temperature=temperature, bias=bias,
+                           chunk_size=5)
+    return lp
+
+
+def _grads(model, loss):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return dict(zip([n for n, p in model.named_parameters() if p.requires_grad], torch.autograd.grad(loss, params)))
+
+
+def _check_model(model, hidden_from_base=False):
+    input_ids, attention_mask = _batch()
+    ref = _model_logprobs(model, input_ids, attention_mask, 0.7, use_kernel=False)
+    ours = _model_logprobs(model, input_ids, attention_mask, 0.7, use_kernel=True, hidden_from_base=hidden_from_base)
+    scored = int((attention_mask[:, 1:] & attention_mask[:, :-1]).sum())
+    assert ours.shape == ref.shape == (scored,)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    weights = torch.linspace(-1, 1, ref.numel())
+    ref_grads = _grads(model, (ref * weights).sum())
+    our_grads = _grads(model, (ours * weights).sum())
+    assert ref_grads.keys() == our_grads.keys() and ref_grads
+    for name in ref_grads:
+        torch.testing.assert_close(our_grads[name], ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    return ref_grads
+
+
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
+def test_plain_model_scoring_matches_model_logits(tie):
+    model = _tiny_qwen3(tie)
+    weight, bias = lm_head_weight(model)
+    assert bias is None
+    assert (weight is model.get_input_embeddings().weight) == tie
+    grads = _check_model(model)
+    # tied: the one embedding matrix gets both the lookup and the LM-head gradient
+    assert ("lm_head.weight" in grads) != tie
+
+
+@pytest.mark.parametrize("hidden_from_base", [False, True], ids=["output_hidden_states", "base_model"])
+def test_lora_model_scoring_matches_model_logits(hidden_from_base):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny_qwen3(tie=True),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    weight, _ = lm_head_weight(model)
+    assert weight is model.get_base_model().model.embed_tokens.weight and not weight.requires_grad
+    grads = _check_model(model, hidden_from_base=hidden_from_base)
+    assert grads and all("lora_" in name for name in grads)
+
+
+def test_lora_adapted_lm_head_is_refused():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny_qwen3(tie=False), LoraConfig(r=4, target_modules=["q_proj", "lm_head"]))
+    with pytest.raises(ValueError, match="adapter"):
+        lm_head_weight(model)
+
+
+def test_lm_head_in_modules_to_save_resolves_to_trainable_copy():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny_qwen3(tie=False),
+                           LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"]))
+    weight, _ = lm_head_weight(model)
+    assert weight.requires_grad
+    assert weight is model.get_base_model().lm_head.modules_to_save["default"].weight
+    _check_model(model)

@@ -1,0 +1,48 @@
+"""The learner under torchrun with two gloo ranks: identical weights everywhere, equal to one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spiral.learner.learner import Learner
+from tests.learner.conftest import make_samples, small_config, weights
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_ranks_match_one_process(tmp_path, tiny_path, stage):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           str(REPO / "tests/learner/dist_worker.py"), str(tmp_path), str(stage), tiny_path]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank-{r}.pt") for r in range(2)]
+    assert ranks[0]["world"] == 2
+    w0, w1 = ranks[0]["weights"], ranks[1]["weights"]
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]
+    assert (tmp_path / "run/checkpoints/step-000001/model/config.json").is_file()
+
+    # The global normalisation makes two half-batches on two ranks one whole batch in one process.
+    single = Learner(small_config(zero_stage=stage), tiny_path)
+    single.update(make_samples(6))
+    expected = weights(single)
+    for k in expected:
+        torch.testing.assert_close(w0[k], expected[k], atol=2e-5, rtol=1e-4)

@@ -1,0 +1,150 @@
+"""The DeepSpeed learner in one process (no torchrun): updates, skipped steps, weight streaming."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from spiral.learner.learner import Learner
+from tests.learner.conftest import make_samples, small_config, weights
+
+
+def _objective(learner: Learner, samples) -> float:
+    """Σ A · log p(completion): what PPO increases on a repeated batch."""
+    scores = learner.score(samples)
+    return sum(s.advantage * sum(lp) for s, lp in zip(samples, scores))
+
+
+def _optimizer_state(learner: Learner) -> dict:
+    """AdamW's per-parameter state (the torch optimizer inside any ZeRO wrapper), copied."""
+    inner = getattr(learner.engine.optimizer, "optimizer", learner.engine.optimizer)
+    # Keyed by position: ZeRO-3 keeps its flat fp32 partitions out of param_groups between steps.
+    return {i: copy.deepcopy(state) for i, state in enumerate(inner.state.values())}
+
+
+def test_score_matches_plain_transformers(tiny_path):
+    from transformers import AutoModelForCausalLM
+
+    learner = Learner(small_config(), tiny_path)
+    samples = make_samples(3)
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+    for sample, got in zip(samples, learner.score(samples, temperature=0.7)):
+        ids = torch.tensor([sample.prompt_ids + sample.completion_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(sample.prompt_ids) - 1 : -1] / 0.7
+        want = torch.log_softmax(logits, -1).gather(1, torch.tensor(sample.completion_ids)[:, None])[:, 0]
+        assert got == pytest.approx(want.tolist(), abs=1e-4)
+
+
+def test_choice_samples_score_and_train_on_the_renormalised_distribution(tiny_path):
+    from transformers import AutoModelForCausalLM
+
+    from spiral.types import TurnSample
+
+    learner = Learner(small_config(), tiny_path)
+    moves = [[40, 41], [42], [43, 44, 45]]
+    samples = [TurnSample("kuhn_poker", 0, [5, 6, 7], moves[1], [], 1.0, advantage=1.0, choices=moves, choice_index=1),
+               TurnSample("kuhn_poker", 1, [8, 9], [10, 11], [], -1.0, advantage=-1.0)]
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+
+    def move_logprob(prompt, move):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + move])).logits[0, len(prompt) - 1 : -1]
+        return torch.log_softmax(logits, -1).gather(1, torch.tensor(move)[:, None]).sum().item()
+
+    totals = torch.tensor([move_logprob([5, 6, 7], m) for m in moves])
+    scores = learner.score(samples)
+    assert len(scores[0]) == 1 and len(scores[1]) == 2
+    assert scores[0][0] == pytest.approx(torch.log_softmax(totals, 0)[1].item(), abs=1e-4)
+    learner.update(samples)
+    assert learner.score(samples)[0][0] > scores[0][0]
+
+
+def test_updates_change_weights_and_improve_objective(tiny_path):
+    learner = Learner(small_config(), tiny_path)
+    samples = make_samples()
+    before_w, before_obj = weights(learner), _objective(learner, samples)
+    for _ in range(2):
+        metrics = learner.update(samples)
+        assert metrics["skipped"] == 0 and metrics["optimizer_steps"] == 2
+        assert all(math.isfinite(metrics[k]) for k in ("policy_loss", "grad_norm", "entropy", "approx_kl"))
+    after_w = weights(learner)
+    assert any(not torch.equal(before_w[k], after_w[k]) for k in before_w)
+    assert _objective(learner, samples) > before_obj + 1.0
+
+
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_nonfinite_loss_skips_step(tiny_path, stage):
+    learner = Learner(small_config(zero_stage=stage), tiny_path)
+    samples = make_samples()
+    learner.update(samples)  # build optimizer state first
+    w, opt, lr_steps = weights(learner), _optimizer_state(learner), learner.engine.lr_scheduler.last_epoch
+    samples[3].advantage = float("nan")
+    metrics = learner.update(samples)
+    assert metrics["skipped"] == 2 and metrics["optimizer_steps"] == 0
+    assert all(torch.equal(w[k], v) for k, v in weights(learner).items())
+    after = _optimizer_state(learner)
+    assert opt and after.keys() == opt.keys()
+    for key in opt:
+        for name, value in opt[key].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(after[key][name])), (key, name)
+    assert learner.engine.lr_scheduler.last_epoch == lr_steps
+    # The learner still trains afterwards.
+    samples[3].advantage = 1.0
+    assert learner.update(samples)["skipped"] == 0
+    assert any(not torch.equal(w[k], v) for k, v in weights(learner).items())
+
+
+def test_named_weights_are_the_hf_parameters(tiny_path):
+    from transformers import AutoModelForCausalLM
+
+    expected = dict(AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).named_parameters())
+    for stage in (0, 3):
+        got = dict(Learner(small_config(zero_stage=stage), tiny_path).named_weights(bucket_mb=1))
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k].cpu(), expected[k].detach()) for k in expected), stage
+
+
+def test_zero3_update_matches_zero0(tiny_path):
+    samples = make_samples()
+    results = []
+    for stage in (0, 3):
+        learner = Learner(small_config(zero_stage=stage), tiny_path)
+        learner.update(samples)
+        results.append(weights(learner))
+    assert results[0].keys() == results[1].keys()
+    for k in results[0]:
+        torch.testing.assert_close(results[1][k], results[0][k], atol=2e-5, rtol=1e-4)
+
+
+def test_lora_named_weights_equal_peft_merge(tiny_path):
+    learner = Learner(small_config(lora_r=4), tiny_path)
+    learner.update(make_samples())  # lora_B starts at zero; one update makes the merge non-trivial
+    peft_model = learner.scorer.model
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n for n in trainable)
+    merged = dict(copy.deepcopy(peft_model).merge_and_unload().named_parameters())
+    got = dict(learner.named_weights())
+    assert got.keys() == merged.keys()
+    for k in merged:
+        torch.testing.assert_close(got[k], merged[k].detach(), atol=1e-6, rtol=1e-6)
+    # The delta is applied, and the training weights are left as they were loaded.
+    from transformers import AutoModelForCausalLM
+
+    initial = dict(AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).named_parameters())
+    base = dict(learner.scorer.causal_lm.named_parameters())
+    q = "model.layers.0.self_attn.q_proj"
+    assert not torch.equal(got[f"{q}.weight"], initial[f"{q}.weight"])
+    assert torch.equal(base[f"{q}.base_layer.weight"], initial[f"{q}.weight"])
+
+
+def test_kl_penalty_runs_against_initial_policy(tiny_path):
+    cfg = small_config()
+    cfg.algo.kl_coef = 0.1
+    learner = Learner(cfg, tiny_path)
+    first = learner.update(make_samples())
+    second = learner.update(make_samples())
+    assert first["kl_ref"] >= 0 and second["kl_ref"] > first["kl_ref"]

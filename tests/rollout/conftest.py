@@ -1,0 +1,78 @@
+"""Shared fixtures for the engine tests: the built-in tiny model (two weight seeds) and prompts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spiral.models.builtin import resolve_builtin
+
+TINY = "builtin:tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_path() -> str:
+    return str(resolve_builtin(TINY))
+
+
+@pytest.fixture(scope="session")
+def tiny_seed1_model():
+    """The same architecture and tokenizer as `builtin:tiny`, with weights drawn from seed 1."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(resolve_builtin(TINY, seed=1)), dtype=torch.float32).eval()
+
+
+def chat_prompt(tokenizer, text: str) -> list[int]:
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    return tokenizer.encode(rendered, add_special_tokens=False)
+
+
+@pytest.fixture(scope="session")
+def prompts(tiny_path) -> list[list[int]]:
+    """Three chat prompts of different lengths (so batches need padding)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    texts = ["Kuhn Poker", "You are playing TicTacToe. Legal moves: [0], [4], [8].", "bet"]
+    return [chat_prompt(tok, t) for t in texts]
+
+
+@pytest.fixture(scope="session")
+def long_prompt(tiny_path) -> list[int]:
+    """A prompt spanning several 128-token KV blocks (where a stale prefix cache would show)."""
+    from transformers import AutoTokenizer
+
+    ids = chat_prompt(AutoTokenizer.from_pretrained(tiny_path), "You are playing Kuhn Poker. Your card is K. " * 40)
+    assert len(ids) > 300
+    return ids
+
+
+def reference_logprobs(model, prompt: list[int], completion: list[int], temperature: float = 1.0) -> torch.Tensor:
+    """log_softmax(logits / T) of each completion token, by one unpadded transformers forward pass."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(completion)[:, None]).squeeze(1)
+
+
+def eos_loving_weights(model, eos_id: int, scale: float = 0.1) -> tuple[dict[str, torch.Tensor], float]:
+    """Weights under which, after any non-eos token, eos is the most likely next token, and its exact log-prob.
+
+    Every token embeds to the all-`scale` vector u except eos (2u); attention and MLP outputs are zeroed, so the
+    last hidden state is u, the final RMSNorm (weight 1) maps it to (nearly) the all-ones vector, and the tied output
+    layer gives logit ~d*scale to every token and twice that to eos (d = hidden size).
+    """
+    weights = {k: v.detach().clone() for k, v in model.named_parameters()}
+    vocab, hidden = weights["model.embed_tokens.weight"].shape
+    embed = torch.full((vocab, hidden), scale)
+    embed[eos_id] *= 2
+    weights["model.embed_tokens.weight"] = embed
+    weights["model.norm.weight"] = torch.ones(hidden)
+    for name in weights:
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            weights[name] = torch.zeros_like(weights[name])
+    normed = scale / (scale**2 + model.config.rms_norm_eps) ** 0.5  # each component of RMSNorm(u)
+    base, eos_logit = hidden * scale * normed, 2 * hidden * scale * normed
+    lse = torch.logsumexp(torch.tensor([eos_logit] + [base] * (vocab - 1), dtype=torch.float64), 0)
+    return weights, float(eos_logit - lse)

@@ -1,0 +1,161 @@
+"""HFEngine: generation shapes, finish reasons, seeding, exact log-probs, scoring and in-place weight loads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import eos_loving_weights, reference_logprobs
+
+from spiral.rollout import create_engine
+from spiral.types import SamplingSettings
+
+ATOL = 1e-4  # fp32 on CPU: engine (batched, KV-cached) vs unpadded full forward; measured ~5e-7
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_path):
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cpu", max_model_len=1024, max_batch_size=2)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture()
+def fresh(engine, tiny_path):
+    """The module engine, restored to builtin:tiny's weights after the test."""
+    from transformers import AutoModelForCausalLM
+
+    yield engine
+    base = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    engine.load_weights(base.named_parameters())
+
+
+def test_outputs_are_consistent(engine, prompts):
+    outs = engine.generate(prompts, SamplingSettings(temperature=1.0, max_tokens=12, seed=0))
+    assert len(outs) == len(prompts)
+    eos = engine.tokenizer.eos_token_id
+    for out in outs:
+        assert 1 <= len(out.token_ids) <= 12
+        assert len(out.logprobs) == len(out.token_ids)
+        assert all(lp <= 0 for lp in out.logprobs)
+        assert eos not in out.token_ids[:-1]
+        assert out.finish_reason == ("stop" if out.token_ids[-1] == eos else "length")
+        if out.finish_reason == "length":
+            assert len(out.token_ids) == 12
+        assert out.text == engine.tokenizer.decode(out.token_ids, skip_special_tokens=True)
+
+
+def test_seeded_sampling_is_reproducible(engine, prompts):
+    settings = SamplingSettings(temperature=1.0, max_tokens=10, seed=7)
+    first = engine.generate(prompts, settings)
+    again = engine.generate(prompts, settings)
+    other = engine.generate(prompts, SamplingSettings(temperature=1.0, max_tokens=10, seed=8))
+    assert [o.token_ids for o in first] == [o.token_ids for o in again]
+    assert [o.logprobs for o in first] == [o.logprobs for o in again]
+    assert [o.token_ids for o in first] != [o.token_ids for o in other]
+
+
+def test_identical_prompts_in_one_batch_sample_independently(engine, prompts):
+    outs = engine.generate([prompts[0]] * 4, SamplingSettings(temperature=1.0, max_tokens=10, seed=1))
+    assert len({tuple(o.token_ids) for o in outs}) > 1
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_are_tempered_log_softmax(engine, prompts, temperature):
+    outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=3))
+    for prompt, out in zip(prompts, outs):
+        ref = reference_logprobs(engine.model, prompt, out.token_ids, temperature)
+        torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=ATOL, rtol=0)
+
+
+def test_top_p_logprobs_are_renormalised_over_the_nucleus(engine, prompts):
+    top_p = 0.5
+    outs = engine.generate(prompts, SamplingSettings(temperature=1.0, top_p=top_p, max_tokens=8, seed=4))
+    for prompt, out in zip(prompts, outs):
+        with torch.no_grad():
+            logits = engine.model(torch.tensor([prompt + out.token_ids])).logits[0, len(prompt) - 1:-1]
+        for row, tok, lp in zip(logits, out.token_ids, out.logprobs):
+            probs = torch.softmax(row.double(), -1)
+            order = torch.argsort(probs, descending=True)
+            # nucleus: most likely tokens until the mass of the rest is below 1 - top_p (ties aside)
+            mass_before = torch.cumsum(probs[order], 0) - probs[order]
+            nucleus = order[mass_before < top_p]
+            assert tok in nucleus.tolist()
+            expected = math.log(probs[tok] / probs[nucleus].sum())
+            assert abs(lp - expected) < ATOL
+
+
+def test_greedy_is_batch_invariant_and_reports_untempered_logprobs(engine, prompts):
+    greedy = SamplingSettings(temperature=0.0, max_tokens=8)
+    batched = engine.generate(prompts, greedy)
+    for prompt, out in zip(prompts, batched):
+        alone = engine.generate([prompt], greedy)[0]
+        assert alone.token_ids == out.token_ids
+        torch.testing.assert_close(torch.tensor(out.logprobs), reference_logprobs(engine.model, prompt, out.token_ids),
+                                   atol=ATOL, rtol=0)
+
+
+def test_score_matches_reference_and_handles_empty(engine, prompts):
+    completions = [[5, 6, 7], [], [100, 200, 300, 400, 2]]
+    scores = engine.score(prompts, completions, temperature=0.8)
+    assert scores[1] == []
+    for prompt, completion, got in zip(prompts, completions, scores):
+        if completion:
+            torch.testing.assert_close(torch.tensor(got), reference_logprobs(engine.model, prompt, completion, 0.8),
+                                       atol=ATOL, rtol=0)
+
+
+def test_context_limit(engine, prompts):
+    near = [5] * (engine.max_model_len - 3)
+    out = engine.generate([near], SamplingSettings(temperature=1.0, max_tokens=50, seed=0))[0]
+    assert len(out.token_ids) <= 3
+    with pytest.raises(ValueError, match="max_model_len"):
+        engine.generate([[5] * engine.max_model_len], SamplingSettings(max_tokens=4))
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate([[]], SamplingSettings(max_tokens=4))
+
+
+def test_load_weights_matches_a_model_holding_them(fresh, tiny_seed1_model, long_prompt):
+    completion = [17, 42, 99, 3, 250, 2]
+    before = fresh.score([long_prompt], [completion])[0]
+    # named_parameters() of a tied model omits lm_head.weight: the learner's iterator looks like this.
+    fresh.load_weights(tiny_seed1_model.named_parameters())
+    after = fresh.score([long_prompt], [completion])[0]
+    expected = reference_logprobs(tiny_seed1_model, long_prompt, completion)
+    torch.testing.assert_close(torch.tensor(after), expected, atol=ATOL, rtol=0)
+    assert max(abs(a - b) for a, b in zip(before, after)) > 0.01
+
+
+def test_eos_loving_weights_stop_at_once(fresh, prompts):
+    eos = fresh.tokenizer.eos_token_id
+    weights, eos_logprob = eos_loving_weights(fresh.model, eos)
+    fresh.load_weights(weights.items())
+    for out in fresh.generate(prompts, SamplingSettings(temperature=0.0, max_tokens=8)):
+        assert out.token_ids == [eos]
+        assert out.finish_reason == "stop"
+        assert out.text == ""
+        assert abs(out.logprobs[0] - eos_logprob) < ATOL
+
+
+def test_load_weights_rejects_unknown_names(engine):
+    with pytest.raises(KeyError, match="no parameter"):
+        engine.load_weights([("model.nonexistent.weight", torch.zeros(1))])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fp32_logprobs_and_weight_load(tiny_path, tiny_seed1_model, prompts, long_prompt):
+    import copy
+
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cuda", max_model_len=1024)
+    reference = copy.deepcopy(tiny_seed1_model).to("cuda")
+    eng.load_weights(reference.named_parameters())
+    outs = eng.generate(prompts + [long_prompt], SamplingSettings(temperature=0.8, max_tokens=16, seed=0))
+    for prompt, out in zip(prompts + [long_prompt], outs):
+        with torch.no_grad():
+            logits = reference(torch.tensor([prompt + out.token_ids], device="cuda")).logits[0, len(prompt) - 1:-1]
+        ref = torch.log_softmax(logits.float() / 0.8, -1).gather(1, torch.tensor(out.token_ids, device="cuda")[:, None])
+        # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
+        torch.testing.assert_close(torch.tensor(out.logprobs), ref.squeeze(1).cpu(), atol=2e-3, rtol=0)
+    eng.close()

@@ -1,0 +1,41 @@
+"""Shared helpers for end-to-end training tests: a tiny, fast config and metric readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+
+TINY_OVERRIDES = [
+    "rollout.concurrent_games=8", "rollout.samples_per_step=16", "rollout.transcripts_every=1",
+    "eval.every=2", "eval.episodes=4", "eval.opponents=[random]",
+    "checkpoint.every=2", "checkpoint.keep=2", "trainer.micro_batch_size=16", "algo.minibatches=1",
+]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def deterministic_view(row: dict) -> dict:
+    """Metrics that must replay exactly (timings and throughput cannot)."""
+    return {k: v for k, v in row.items() if not (k.startswith("time/") or k.startswith("perf/"))}
+
+
+def spiral_train_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"),
+            f"run.dir={run_dir}", *TINY_OVERRIDES, *extra]
+
+
+def run_train(run_dir: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(spiral_train_cmd(run_dir, *extra), capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        pytest.fail(f"spiral train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc

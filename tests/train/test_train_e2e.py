@@ -1,0 +1,72 @@
+"""End-to-end `spiral train` on the built-in tiny model: outputs, resume after SIGKILL, bad config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from tests.train.conftest import deterministic_view, read_metrics, run_train, spiral_train_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_step_run_writes_everything(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_train(run_dir, "trainer.steps=2")
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    last = rows[-1]
+    for key in ("loss/policy", "rollout/invalid_rate", "rae/baseline/kuhn_poker/seat0", "time/rollout",
+                "time/update", "time/sync", "eval/kuhn_poker/exploitability", "advantage/mean",
+                "returns/kuhn_poker/seat0", "rollout/response_length_mean", "perf/samples_per_s"):
+        assert key in last, key
+    assert 0.0 <= rows[0]["eval/kuhn_poker/exploitability"] <= 3.0
+    assert rows[1]["rollout/samples"] >= 16
+    assert (run_dir / "config.yaml").is_file()
+    assert sorted(p.name for p in (run_dir / "transcripts").iterdir()) == ["step-000001.jsonl", "step-000002.jsonl"]
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoints" / "step-000002" / "model")
+    assert model.config.model_type == "qwen3"
+
+
+def test_resume_after_sigkill_reproduces_metrics(tmp_path: Path) -> None:
+    steps = ["trainer.steps=4"]
+    reference = tmp_path / "reference"
+    run_train(reference, *steps)
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen(spiral_train_cmd(interrupted, *steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = interrupted / "metrics.jsonl"
+    deadline = time.time() + 600
+    # Kill after step 3 is logged: the checkpoint of step 2 exists, step 4's does not.
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any(r["step"] == 3 for r in read_metrics(interrupted)):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (interrupted / "checkpoints" / "step-000004").exists()
+
+    run_train(interrupted, *steps)  # run.resume=auto picks up step 2
+    want = {r["step"]: deterministic_view(r) for r in read_metrics(reference)}
+    got = {r["step"]: deterministic_view(r) for r in read_metrics(interrupted)}
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    for step in (3, 4):
+        assert got[step].keys() == want[step].keys()
+        for key, value in want[step].items():
+            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
+def test_bad_config_fails_before_running(tmp_path: Path) -> None:
+    cmd = spiral_train_cmd(tmp_path / "run", "trainer.stepz=2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "trainer.stepz" in proc.stderr and "trainer.steps" in proc.stderr
+    assert not (tmp_path / "run").exists()
