@@ -106,6 +106,12 @@ def train(cfg: SpiralConfig) -> Path:
         metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
         metrics.update(_advantage_metrics(rollout.samples))
         metrics.update(timer.metrics(rollout))
+        if dist.world_size() > 1:  # replicas and baselines must agree on every rank
+            metrics["dist/weights_divergence"] = learner.replica_divergence()
+            rae_sum = sum(v for _, v in baselines.items())
+            high, neg_low = dist.all_reduce_max([rae_sum, -rae_sum])
+            metrics["dist/rae_divergence"] = high + neg_low
+            metrics["dist/world_size"] = dist.world_size()
         if dist.is_main() and cfg.rollout.transcripts_every and step % cfg.rollout.transcripts_every == 0:
             write_transcripts(rollout.records, run_dir / "transcripts" / f"step-{step:06d}.jsonl")
         logger.log(step, metrics, cfg.trainer.steps)

@@ -37,16 +37,11 @@ _RESUME_KEYS = ("model", "template", "sampling")
 def prompt_text(problem: Problem, multiple_choice: bool, template: str, tokenizer: Any) -> str:
     """The full prompt for one problem: question and instruction, in the chat or raw Qwen3 base format."""
     content = f"{problem.question}\n{CHOICE_INSTRUCTION if multiple_choice else MATH_INSTRUCTION}"
-    if template == "qwen3_base":
-        from spiral.rollout.prompts import _qwen3_raw
-
-        return _qwen3_raw(content)
-    if template != "chat":
+    if template not in TEMPLATES:
         raise ValueError(f"unknown benchmark template {template!r}; choose one of {', '.join(TEMPLATES)}")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'qwen3_base' for base models")
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                         add_generation_prompt=True)
+    from spiral.rollout.prompts import render_text
+
+    return render_text(content, template, tokenizer)
 
 
 def _versions() -> dict[str, str | None]:

@@ -311,6 +311,19 @@ class Learner:
         norm = self.engine.get_global_grad_norm()
         return applied, (float(norm) if norm is not None and applied else None)
 
+    def replica_divergence(self) -> float:
+        """Largest difference between ranks of a checksum of the full weights (0 when replicas agree).
+
+        Data-parallel replicas must stay bit-identical; under ZeRO-3 ranks hold different partitions,
+        so there is nothing to compare and this returns 0.
+        """
+        if self.cfg.trainer.zero_stage == 3 or dist_utils.world_size() == 1:
+            return 0.0
+        with torch.no_grad():
+            checksum = sum(float(p.detach().double().abs().sum()) for p in self.scorer.parameters())
+        high, neg_low = dist_utils.all_reduce_max([checksum, -checksum])
+        return high + neg_low
+
     def named_weights(self, bucket_mb: int | None = None) -> Iterator[tuple[str, Tensor]]:
         """(HF parameter name, tensor) for the full model, LoRA merged (W + scale·B@A) on the fly.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 # Bump when the recipe changes so cached copies are rebuilt.
-_RECIPE_VERSION = 1
+_RECIPE_VERSION = 2
 
 # Qwen-style chat template: <|im_start|>role\ncontent<|im_end|>\n ... and a generation prompt.
 CHAT_TEMPLATE = (
@@ -30,7 +30,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 class BuiltinSpec:
     """Shape of a built-in model (Qwen3 architecture)."""
 
-    vocab_size: int = 512
+    vocab_size: int = 2048
     hidden_size: int = 128
     intermediate_size: int = 256
     num_hidden_layers: int = 2
@@ -43,24 +43,35 @@ class BuiltinSpec:
 
 BUILTIN_MODELS: dict[str, BuiltinSpec] = {
     "tiny": BuiltinSpec(),
-    "small": BuiltinSpec(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+    "small": BuiltinSpec(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                          num_attention_heads=8, num_key_value_heads=4),
 }
 
 
 def _corpus() -> list[str]:
-    """Synthetic text covering game prompts, moves and math, so common words become single tokens."""
-    words = (
-        "You are playing Kuhn Poker TicTacToe Negotiation Pig Dice Liar's player card Jack Queen King "
-        "check bet call fold pass raise roll hold bid offer accept deny Legal actions moves board row column "
-        "Your opponent history pot chips The answer is Think step by step reason then put your final move in "
-        "\\boxed{} Please reason step by step, and put your final answer within \\boxed{}. win lose draw "
-        "resources Wood Gold Sheep Brick Wheat value inventory turn round hand score"
-    ).split()
+    """Training text for the tokenizer: the built-in games' own prompts (rules, observations and
+    instructions from random play), math-style lines and printable ASCII, so prompts tokenise short."""
+    import random
+
+    from spiral.agents.scripted import RandomAgent
+    from spiral.games.registry import _BUILTIN_MODULES, make_game
+    from spiral.rollout.prompts import TEMPLATES, prompt_content
+
     lines = []
-    for i in range(600):
-        w = [words[(i * 7 + k * 13) % len(words)] for k in range(12)]
-        lines.append(" ".join(w) + f" \\boxed{{{w[i % 12]}}} {i} {i * 37 % 1000} = {i % 17}/{i % 5 + 1}")
+    agent, rng = RandomAgent(), random.Random(0)
+    for module in _BUILTIN_MODULES:
+        name = module.rsplit(".", 1)[1]
+        for seed in range(40):
+            game = make_game(name)
+            game.reset(seed)
+            while not game.is_terminal():
+                seat = game.current_player()
+                lines.append(prompt_content(game, seat, TEMPLATES[seed % len(TEMPLATES)]))
+                move = agent.act(game, rng)
+                lines.append(f"\\boxed{{{move}}}")
+                game.apply_action(move)
+    lines += [f"{i} + {i * 37 % 1000} = {i + i * 37 % 1000}. The answer is \\boxed{{{i % 17}/{i % 5 + 1}}}."
+              for i in range(300)]
     lines += ["".join(chr(c) for c in range(32, 127))] * 5
     return lines
 

@@ -17,21 +17,32 @@ if TYPE_CHECKING:
 
 def boxed_move_ids(tokenizer: PreTrainedTokenizerBase, move: str) -> list[int]:
     """Token ids of the completion that answers exactly `move`: `\\boxed{move}` then end-of-sequence."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token, so a complete answer cannot be scored")
     return tokenizer.encode(f"\\boxed{{{move}}}", add_special_tokens=False) + [tokenizer.eos_token_id]
+
+
+def choice_scores(
+    engine: Engine, prompts: list[list[int]], moves: list[list[str]], temperature: float
+) -> tuple[list[list[list[int]]], list[list[float]]]:
+    """For each prompt and its legal `moves`: the moves' completion ids and their total log-probs
+    (sums of token log-probs at `temperature`, not renormalised), in one `engine.score` call."""
+    choices = [[boxed_move_ids(engine.tokenizer, m) for m in legal] for legal in moves]
+    flat_prompts = [p for p, options in zip(prompts, choices) for _ in options]
+    scores = iter(engine.score(flat_prompts, [c for options in choices for c in options], temperature))
+    return choices, [[math.fsum(next(scores)) for _ in options] for options in choices]
+
+
+def log_normalise(totals: list[float]) -> list[float]:
+    """Log-probs renormalised over the given options (log-space, so tiny sequence probabilities don't underflow)."""
+    top = max(totals)
+    log_z = top + math.log(sum(math.exp(t - top) for t in totals))
+    return [t - log_z for t in totals]
 
 
 def choice_logprobs(
     engine: Engine, prompts: list[list[int]], moves: list[list[str]], temperature: float
 ) -> tuple[list[list[list[int]]], list[list[float]]]:
-    """For each prompt and its legal `moves`: the moves' completion ids and their log-probs renormalised
-    over those moves (sums of token log-probs at `temperature`), in one `engine.score` call."""
-    choices = [[boxed_move_ids(engine.tokenizer, m) for m in legal] for legal in moves]
-    flat_prompts = [p for p, options in zip(prompts, choices) for _ in options]
-    scores = iter(engine.score(flat_prompts, [c for options in choices for c in options], temperature))
-    renormalised = []
-    for options in choices:
-        totals = [sum(next(scores)) for _ in options]
-        top = max(totals)
-        log_z = top + math.log(sum(math.exp(t - top) for t in totals))
-        renormalised.append([t - log_z for t in totals])
-    return choices, renormalised
+    """Like `choice_scores`, with each prompt's log-probs renormalised over its legal moves."""
+    choices, totals = choice_scores(engine, prompts, moves, temperature)
+    return choices, [log_normalise(t) for t in totals]

@@ -26,26 +26,30 @@ def prompt_content(game: Game, seat: int, template: str) -> str:
     return f"{game.description}\n\n{game.observation(seat)}\n\n{instruction}"
 
 
-def _qwen3_raw(content: str) -> str:
-    # Base models have no chat template but were pre-trained on this format.
+def qwen3_raw(content: str) -> str:
+    """One user turn in the raw im_start format (base models have no chat template but were pre-trained on it)."""
     return f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def render_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> str:
-    """The full prompt text for `seat` to move in `game`.
+def render_text(content: str, template: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """A user message wrapped as a generation prompt.
 
     `chat` uses the tokenizer's chat template (it must have one); `qwen3_base` writes the im_start
     format by hand; `direct` uses the chat template when the tokenizer has one, else the im_start format.
     """
-    content = prompt_content(game, seat, template)
     has_chat = bool(getattr(tokenizer, "chat_template", None))
     if template == "qwen3_base" or (template == "direct" and not has_chat):
-        return _qwen3_raw(content)
+        return qwen3_raw(content)
     if not has_chat:
-        raise ValueError("rollout.template 'chat' needs a tokenizer with a chat template; use 'qwen3_base' for base models")
+        raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'qwen3_base' for base models")
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
     )
+
+
+def render_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The full prompt text for `seat` to move in `game` (see `render_text` for the templates)."""
+    return render_text(prompt_content(game, seat, template), template, tokenizer)
 
 
 def build_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:

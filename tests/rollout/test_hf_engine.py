@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import eos_loving_weights, reference_logprobs
+from tests.rollout.conftest import eos_loving_weights, reference_logprobs
 
 from spiral.rollout import create_engine
 from spiral.types import SamplingSettings

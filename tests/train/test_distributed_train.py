@@ -1,0 +1,81 @@
+"""`spiral train` under torchrun with two gloo ranks: agreement, global budget, resume, a dying rank."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from transformers import AutoModelForCausalLM
+
+from tests.train.conftest import REPO, TINY_OVERRIDES, read_metrics
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+            "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"), f"run.dir={run_dir}",
+            *TINY_OVERRIDES, *extra]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_two_ranks_agree_and_resume(tmp_path: Path, stage: int) -> None:
+    run_dir = tmp_path / "run"
+    args = [f"trainer.zero_stage={stage}", "rollout.samples_per_step=16", "eval.every=0"]
+    proc = subprocess.run(_torchrun(run_dir, "trainer.steps=2", *args), env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]  # rank 0 alone writes metrics
+    for row in rows:
+        assert row["dist/world_size"] == 2
+        assert row["dist/weights_divergence"] == 0.0 and row["dist/rae_divergence"] == 0.0
+        assert row["rollout/samples"] >= 16  # the budget is global: 8 per rank at least
+    # Resume on the same number of ranks continues from step 2.
+    proc = subprocess.run(_torchrun(run_dir, "trainer.steps=3", *args), env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["dist/weights_divergence"] == 0.0
+
+
+def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    launcher = subprocess.Popen(_torchrun(run_dir, "trainer.steps=200", "eval.every=0", "checkpoint.every=1"),
+                                env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = run_dir / "checkpoints" / "step-000001"
+    deadline = time.time() + 600
+    while not ckpt.exists() and time.time() < deadline and launcher.poll() is None:
+        time.sleep(0.5)
+    assert ckpt.exists(), "no checkpoint appeared"
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "spiral.cli" in " ".join(p.cmdline())]
+    victim = next(p for p in workers if p.environ().get("RANK") == "1")
+    victim.send_signal(signal.SIGKILL)
+    output, _ = launcher.communicate(timeout=180)  # no hang: torchrun tears the other rank down
+    assert launcher.returncode != 0
+    assert re.search(r"rank\s*:\s*1\b", output) and "SIGKILL" in output, output[-3000:]
+    from spiral.learner.checkpoint import latest_checkpoint
+
+    last = latest_checkpoint(run_dir)
+    assert last is not None
+    AutoModelForCausalLM.from_pretrained(last / "model")
