@@ -264,7 +264,8 @@ def _scripted_report(agent: Agent, games: Sequence[str | GameSpec], opponents: S
 
 def flatten_for_logging(report: dict[str, Any]) -> dict[str, float]:
     """`eval/<game>/<opponent>/<metric>` (seats combined, games-weighted), `.../seat<i>/<metric>`, and
-    `eval/kuhn_poker/{exploitability,nash_conv,exploitability_invalid}` from an `evaluate_games` report."""
+    `eval/kuhn_poker/{exploitability,nash_conv,exploitability_invalid}` and the read-out policy
+    `eval/kuhn_poker/policy/<information set>/<move>` from an `evaluate_games` report."""
     flat: dict[str, float] = {}
     for game, entries in report["games"].items():
         for label, entry in entries.items():
@@ -273,6 +274,10 @@ def flatten_for_logging(report: dict[str, Any]) -> dict[str, float]:
             elif label == "exploitability_detail":
                 flat[f"eval/{game}/nash_conv"] = float(entry["nash_conv"])
                 flat[f"eval/{game}/exploitability_invalid"] = float(entry["invalid_mean"])
+                # The tabular policy itself (Kuhn has 12 information sets): eval/kuhn_poker/policy/1pb/call.
+                for infoset, probs in entry["policy"].items():
+                    for move, prob in probs.items():
+                        flat[f"eval/{game}/policy/{infoset}/{move}"] = float(prob)
             elif "skipped" not in entry:
                 prefix = f"eval/{game}/{label}"
                 seats = [entry[f"seat{s}"] for s in SEATS]

@@ -116,8 +116,11 @@ def test_zero3_update_matches_zero0(tiny_path):
         learner.update(samples)
         results.append(weights(learner))
     assert results[0].keys() == results[1].keys()
-    for k in results[0]:
-        torch.testing.assert_close(results[1][k], results[0][k], atol=2e-5, rtol=1e-4)
+    # Adam's first step moves each weight by about ±lr, and by g/(|g|+eps) where a gradient is near
+    # zero: there reduction-order noise between ZeRO stages shows, so compare against the step size.
+    lr = small_config().trainer.lr
+    moved = max((results[0][k] - results[1][k]).abs().max().item() for k in results[0])
+    assert moved <= 0.05 * lr, moved
 
 
 def test_lora_named_weights_equal_peft_merge(tiny_path):
