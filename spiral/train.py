@@ -96,7 +96,7 @@ def train(cfg: SpiralConfig) -> Path:
 
         # 5. Evaluate: games against opponents, Kuhn exploitability, benchmarks.
         metrics: dict[str, float] = {}
-        if _due(cfg.eval.every, step) or step == cfg.trainer.steps:
+        if cfg.eval.every > 0 and (_due(cfg.eval.every, step) or step == cfg.trainer.steps):
             with timer("eval"):
                 metrics.update(evaluate(cfg, engine, step))
 
@@ -106,6 +106,8 @@ def train(cfg: SpiralConfig) -> Path:
         metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
         metrics.update(_advantage_metrics(rollout.samples))
         metrics.update(timer.metrics(rollout))
+        if (peak := learner.peak_memory_gb()) is not None:
+            metrics["perf/peak_memory_gb"] = peak
         if dist.world_size() > 1:  # replicas and baselines must agree on every rank
             metrics["dist/weights_divergence"] = learner.replica_divergence()
             rae_sum = sum(v for _, v in baselines.items())
@@ -234,6 +236,9 @@ class PhaseTimer:
         out["perf/samples_per_s"] = n / total
         if "rollout" in self.seconds:
             out["perf/rollout_tokens_per_s"] = tokens / max(self.seconds["rollout"], 1e-9)
+        if "update" in self.seconds:  # every token the learner scores: prompts and completions
+            scored = sum(len(s.prompt_ids) + len(s.completion_ids) for s in rollout.samples)
+            out["perf/update_tokens_per_s"] = scored / max(self.seconds["update"], 1e-9)
         return out
 
 

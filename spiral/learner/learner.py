@@ -311,6 +311,10 @@ class Learner:
         norm = self.engine.get_global_grad_norm()
         return applied, (float(norm) if norm is not None and applied else None)
 
+    def peak_memory_gb(self) -> float | None:
+        """Peak accelerator memory allocated by this process so far (None on CPU)."""
+        return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
+
     def replica_divergence(self) -> float:
         """Largest difference between ranks of a checksum of the full weights (0 when replicas agree).
 

@@ -39,12 +39,19 @@ class BuiltinSpec:
     head_dim: int = 32  # vLLM's CPU attention needs head_dim >= 32
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = True
+    pad_vocab_to: int = 0
+    """Give the embedding/LM head this many rows (ids past the tokenizer are never produced by it),
+    so a random model has a real model's LM-head cost, e.g. Qwen3's 151,936."""
 
 
 BUILTIN_MODELS: dict[str, BuiltinSpec] = {
     "tiny": BuiltinSpec(),
     "small": BuiltinSpec(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                          num_attention_heads=8, num_key_value_heads=4),
+    # Qwen3-0.6B's shape with random weights: GPU timings without a download.
+    "qwen3-0.6b-shape": BuiltinSpec(vocab_size=4096, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                                    num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                                    max_position_embeddings=40960, pad_vocab_to=151936),
 }
 
 
@@ -103,8 +110,8 @@ def build_builtin(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
 
     config = Qwen3Config(
-        **{k: v for k, v in asdict(spec).items() if k != "vocab_size"},
-        vocab_size=len(tokenizer),
+        **{k: v for k, v in asdict(spec).items() if k not in ("vocab_size", "pad_vocab_to")},
+        vocab_size=max(len(tokenizer), spec.pad_vocab_to),
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

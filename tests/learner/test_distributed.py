@@ -44,5 +44,7 @@ def test_two_ranks_match_one_process(tmp_path, tiny_path, stage):
     single = Learner(small_config(zero_stage=stage), tiny_path)
     single.update(make_samples(6))
     expected = weights(single)
-    for k in expected:
-        torch.testing.assert_close(w0[k], expected[k], atol=2e-5, rtol=1e-4)
+    # Compare against Adam's step size: where a gradient is near zero, g/(|g|+eps) turns
+    # reduction-order noise between layouts into visible (but tiny next to lr) differences.
+    lr = small_config(zero_stage=stage).trainer.lr
+    assert max((w0[k] - expected[k]).abs().max().item() for k in expected) <= 0.05 * lr

@@ -33,8 +33,15 @@ def spiral_train_cmd(run_dir: Path, *extra: str) -> list[str]:
             f"run.dir={run_dir}", *TINY_OVERRIDES, *extra]
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the torch.distributed variables an in-process learner
+    test may have set (a child would otherwise try to join that test's one-rank group)."""
+    dist_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    return {**{k: v for k, v in os.environ.items() if k not in dist_vars}, "PYTHONUNBUFFERED": "1"}
+
+
 def run_train(run_dir: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = clean_env()
     proc = subprocess.run(spiral_train_cmd(run_dir, *extra), capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         pytest.fail(f"spiral train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from transformers import AutoModelForCausalLM
 
-from tests.train.conftest import REPO, TINY_OVERRIDES, read_metrics
+from tests.train.conftest import REPO, TINY_OVERRIDES, clean_env, read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -33,8 +33,7 @@ def _torchrun(run_dir: Path, *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {**clean_env(), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.parametrize("stage", [0, 2])

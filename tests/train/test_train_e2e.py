@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
-from tests.train.conftest import deterministic_view, read_metrics, run_train, spiral_train_cmd
+from tests.train.conftest import clean_env, deterministic_view, read_metrics, run_train, spiral_train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_resume_after_sigkill_reproduces_metrics(tmp_path: Path) -> None:
 
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen(spiral_train_cmd(interrupted, *steps), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=clean_env())
     metrics = interrupted / "metrics.jsonl"
     deadline = time.time() + 600
     # Kill after step 3 is logged: the checkpoint of step 2 exists, step 4's does not.
@@ -66,7 +66,7 @@ def test_resume_after_sigkill_reproduces_metrics(tmp_path: Path) -> None:
 
 def test_bad_config_fails_before_running(tmp_path: Path) -> None:
     cmd = spiral_train_cmd(tmp_path / "run", "trainer.stepz=2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=clean_env())
     assert proc.returncode == 2
     assert "trainer.stepz" in proc.stderr and "trainer.steps" in proc.stderr
     assert not (tmp_path / "run").exists()
