@@ -19,7 +19,11 @@ from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml
 from spiral.config.schema import ConfigError
 from spiral.learner import distributed as dist
-from spiral.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from spiral.learner.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from spiral.learner.learner import Learner
 from spiral.models import resolve_model_path
 from spiral.rollout.collector import Collector, Rollout, derive_seed, write_transcripts
@@ -201,7 +205,9 @@ def _rollout_metrics(rollout: Rollout, world: int) -> dict[str, float]:
         if key.startswith("returns/"):
             out[key] = by_key[key] / max(by_key["n/" + key[len("returns/"):]], 1)
     for key, value in rollout.stats.items():  # this rank's collector details (the totals above are global)
-        if key not in ("samples", "games", "invalid_rate", "truncated_rate", "response_len_mean"):
+        if key == "turns_per_s":
+            out["perf/rollout_turns_per_s"] = value
+        elif key not in ("samples", "games", "invalid_rate", "truncated_rate", "response_len_mean", "seconds"):
             out[f"rollout/{key}"] = value
     return out
 

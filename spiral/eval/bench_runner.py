@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spiral.eval import metrics
-from spiral.eval.benchmarks import Problem, benchmark_file, get_benchmark, load_benchmark
-from spiral.eval.grading import DEFAULT_TIMEOUT, choice_correct, extract_choice, grade_many
+from spiral.eval.benchmarks import (
+    Problem,
+    benchmark_file,
+    get_benchmark,
+    load_benchmark,
+)
+from spiral.eval.grading import (
+    DEFAULT_TIMEOUT,
+    choice_correct,
+    extract_choice,
+    grade_many,
+)
 from spiral.games.parsing import last_boxed
 from spiral.types import SamplingSettings
 
@@ -169,7 +179,13 @@ def run_benchmarks(
     `<out_dir>/samples.jsonl` from an interrupted run with the same settings are kept, not regenerated.
     `verbose` shows a progress bar and prints the markdown table.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")

@@ -25,20 +25,18 @@ from spiral.algo.ppo import ppo_loss
 from spiral.config.schema import SpiralConfig
 from spiral.kernels import lm_head_weight, token_logprobs
 from spiral.learner import distributed as dist_utils
-from spiral.learner.batching import Batch, collate, learning_tokens, micro_batches, shuffled_order, split_even
+from spiral.learner.batching import (
+    Batch,
+    collate,
+    learning_tokens,
+    micro_batches,
+    shuffled_order,
+    split_even,
+)
+from spiral.models.dtypes import resolve_dtype
 from spiral.types import TurnSample
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    """`model.dtype` as a torch dtype: `auto` is bf16 on CUDA and fp32 on CPU."""
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return _DTYPES[name]
-
 
 class PolicyScorer(nn.Module):
     """Wraps a causal LM so one forward returns the log-probs (and entropy) of the scored tokens.
@@ -103,7 +101,7 @@ class Learner:
         self.cfg = cfg
         cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", dist_utils.local_rank()) if cuda else torch.device("cpu")
-        self.dtype = resolve_dtype(cfg.model.dtype)
+        self.dtype = resolve_dtype(cfg.model.dtype, self.device)
         self.model_path = model_path
         tr = cfg.trainer
         torch.manual_seed(cfg.run.seed)

@@ -31,7 +31,13 @@ from spiral.games.parsing import last_boxed
 from spiral.rollout.choice import choice_logprobs
 from spiral.rollout.engine import Engine
 from spiral.rollout.prompts import build_prompt
-from spiral.types import EngineOutput, GameRecord, SamplingSettings, TurnRecord, TurnSample
+from spiral.types import (
+    EngineOutput,
+    GameRecord,
+    SamplingSettings,
+    TurnRecord,
+    TurnSample,
+)
 
 log = logging.getLogger(__name__)
 

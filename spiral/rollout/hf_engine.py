@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import torch
 
+from spiral.models.dtypes import resolve_dtype
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.types import EngineOutput, SamplingSettings
@@ -31,15 +32,6 @@ def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1
         if top_p < 1.0:
             scores = TopPLogitsWarper(top_p)(None, scores.reshape(-1, scores.shape[-1])).reshape(scores.shape)
     return torch.log_softmax(scores, dim=-1)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` means bfloat16 on CUDA and float32 elsewhere."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
-    return getattr(torch, dtype)
 
 
 class HFEngine(Engine):

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+from spiral.models.dtypes import resolve_dtype
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
-from spiral.rollout.hf_engine import resolve_dtype
 from spiral.types import EngineOutput, SamplingSettings
 
 _GIB = 2**30

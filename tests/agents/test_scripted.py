@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from spiral.agents import KuhnNashAgent, MinimaxAgent, RandomAgent, UnsupportedGameError, make_agent
+from spiral.agents import (
+    KuhnNashAgent,
+    MinimaxAgent,
+    RandomAgent,
+    UnsupportedGameError,
+    make_agent,
+)
 from spiral.agents.arena import play_match
 from spiral.games import make_game
 from spiral.games.kuhn_poker import KuhnPoker

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from spiral.eval.bench_runner import RESULTS_FILE, SAMPLES_FILE, prompt_text, run_benchmarks
+from spiral.eval.bench_runner import (
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    prompt_text,
+    run_benchmarks,
+)
 from spiral.eval.benchmarks import Problem
 from spiral.eval.grading import grade_many
 from spiral.types import SamplingSettings

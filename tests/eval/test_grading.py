@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spiral.eval.benchmarks import MULTIPLE_CHOICE, BENCHMARKS, load_benchmark
+from spiral.eval.benchmarks import BENCHMARKS, MULTIPLE_CHOICE, load_benchmark
 from spiral.eval.grading import (
     GradingPool,
     choice_correct,

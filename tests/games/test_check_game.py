@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from spiral.games import Game, GameCheckError, IllegalMoveError, check_game, list_games, resolve_game
+from spiral.games import (
+    Game,
+    GameCheckError,
+    IllegalMoveError,
+    check_game,
+    list_games,
+    resolve_game,
+)
 
 
 @pytest.mark.parametrize("name", [info.name for info in list_games()])

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from spiral.games import DuplicateGameError, GameNotFound, check_game, list_games, make_game, register_game, resolve_game
+from spiral.games import (
+    DuplicateGameError,
+    GameNotFound,
+    check_game,
+    list_games,
+    make_game,
+    register_game,
+    resolve_game,
+)
 from spiral.games.tic_tac_toe import TicTacToe
 
 COIN_GAME_SRC = Path(__file__).resolve().parents[2] / "examples" / "coin_game" / "src"

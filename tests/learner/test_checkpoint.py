@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from spiral.algo import RoleBaselines, rae_advantages
-from spiral.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from spiral.learner.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from spiral.learner.learner import Learner
 from tests.learner.conftest import make_samples, small_config, weights
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from tests.rollout.conftest import eos_loving_weights, reference_logprobs
 
 from spiral.rollout import create_engine
 from spiral.types import SamplingSettings
+from tests.rollout.conftest import eos_loving_weights, reference_logprobs
 
 ATOL = 1e-4  # fp32 on CPU: engine (batched, KV-cached) vs unpadded full forward; measured ~5e-7
 

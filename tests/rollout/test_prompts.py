@@ -8,7 +8,12 @@ import pytest
 
 from spiral.games import make_game
 from spiral.models import resolve_model_path
-from spiral.rollout.prompts import DIRECT_INSTRUCTION, REASONING_INSTRUCTION, build_prompt, render_prompt
+from spiral.rollout.prompts import (
+    DIRECT_INSTRUCTION,
+    REASONING_INSTRUCTION,
+    build_prompt,
+    render_prompt,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+
 from tests.rollout.conftest import eos_loving_weights, reference_logprobs
 
 pytest.importorskip("vllm")

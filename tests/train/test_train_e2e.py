@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
-from tests.train.conftest import clean_env, deterministic_view, read_metrics, run_train, spiral_train_cmd
+from tests.train.conftest import (
+    clean_env,
+    deterministic_view,
+    read_metrics,
+    run_train,
+    spiral_train_cmd,
+)
 
 pytestmark = pytest.mark.slow
 
