@@ -164,3 +164,12 @@ def test_eval_command_refuses_nothing_or_benchmarks_for_agents(capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
     assert main(["eval", "random", "--benchmarks", "math500"]) == 2
     assert "need a model" in capsys.readouterr().err
+
+
+def test_eval_command_games_json_holds_kuhn_exploitability(capsys):
+    from spiral.cli import main
+
+    assert main(["eval", "random", "--games", "kuhn_poker", "--episodes", "20", "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["games"]["kuhn_poker"]["exploitability"] == pytest.approx(11 / 24)
+    assert set(output["games"]["kuhn_poker"]["random"]) >= {"seat0", "seat1"}

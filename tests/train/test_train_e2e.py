@@ -76,3 +76,20 @@ def test_bad_config_fails_before_running(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "trainer.stepz" in proc.stderr and "trainer.steps" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_online_benchmark_eval_is_logged(tmp_path: Path) -> None:
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"Add them.\n#### {2 * i}"} for i in range(4)]
+    (data / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_dir = tmp_path / "run"
+    run_train(run_dir, "trainer.steps=1", "eval.every=1", "eval.games=[]", "eval.benchmarks=[gsm8k]",
+              f"eval.data_dir={data}", "eval.benchmark_limit=2", "eval.max_tokens=8")
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1]
+    for row in rows:
+        assert 0.0 <= row["eval/bench/gsm8k/accuracy"] <= 1.0
+    assert (run_dir / "bench" / "step-000001" / "results.json").is_file()
