@@ -284,3 +284,8 @@ class SpiralConfig:
 
     def __post_init__(self) -> None:
         _require(len(self.games) > 0, "games must list at least one game")
+        _require(
+            self.rollout.opponent != "pool" or self.rollout.pool_size <= self.checkpoint.keep,
+            f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "
+            "the pool plays saved checkpoints, so they must still exist",
+        )

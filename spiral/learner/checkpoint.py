@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,3 +152,15 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     if rng_file.is_file():  # absent when resuming with more ranks than were saved
         _set_rng_state(torch.load(rng_file, weights_only=False))
     return {**meta["state"], "step": int(meta["step"])}
+
+
+def iter_model_weights(model_dir: str | Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, tensor) pairs of a saved model directory, one safetensors shard at a time
+    (what an engine's `load_weights` takes, e.g. to load a past checkpoint as an opponent)."""
+    from safetensors.torch import load_file
+
+    shards = sorted(Path(model_dir).glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    for shard in shards:
+        yield from load_file(shard).items()

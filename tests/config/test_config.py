@@ -93,3 +93,9 @@ def test_cli_config_show_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad = _write(tmp_path, {"trainer": {"lrr": 1}})
     assert main(["config", "show", str(bad)]) == 2
     assert "trainer.lr" in capsys.readouterr().err
+
+
+def test_pool_must_fit_in_kept_checkpoints() -> None:
+    with pytest.raises(ConfigError, match="rollout.pool_size"):
+        load_config(None, ["rollout.opponent=pool", "rollout.pool_size=5", "checkpoint.keep=3"])
+    assert load_config(None, ["rollout.opponent=pool", "rollout.pool_size=3", "checkpoint.keep=3"]).rollout.pool_size == 3

@@ -93,3 +93,25 @@ def test_online_benchmark_eval_is_logged(tmp_path: Path) -> None:
     for row in rows:
         assert 0.0 <= row["eval/bench/gsm8k/accuracy"] <= 1.0
     assert (run_dir / "bench" / "step-000001" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("opponent", ["random", "pool"])
+def test_fixed_and_pool_opponents_train_only_the_learning_seat(tmp_path: Path, opponent: str) -> None:
+    import json
+
+    run_dir = tmp_path / "run"
+    run_train(run_dir, "trainer.steps=3", f"rollout.opponent={opponent}", "rollout.pool_size=2",
+              "checkpoint.every=1", "eval.every=0")
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    # Against an opponent each game has one policy seat; the pool plays self-play until step 1's
+    # checkpoint exists.
+    first = 1 if opponent == "random" else 2
+    for path in sorted((run_dir / "transcripts").iterdir())[first - 1:]:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            agents = {turn["agent"] for turn in record["transcript"]}
+            assert "policy" in agents and len(agents) == 2, agents
+    if opponent == "pool":
+        state = json.loads((run_dir / "checkpoints" / "step-000003" / "state.json").read_text())
+        assert len(state["state"]["opponent_pool"]["paths"]) == 2  # checkpoints of steps 1 and 2 are in the pool
