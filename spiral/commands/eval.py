@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     gen.add_argument("--max-model-len", type=int, default=8192, help="context length of the engine")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--action-constraint", default="none", choices=["none", "choice"],
+                     help="games: choice plays the model's renormalised probabilities of the legal moves (as training did)")
     gen.add_argument("--exploitability-samples", type=int, default=0,
                      help="Kuhn exploitability: 0 scores the legal moves exactly; k samples k completions per info set")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             report = game_report(
                 args.agent, games, _names(args.opponents), args.episodes, args.seed, args.engine,
                 template=args.template, sampling=sampling, engine_kwargs=engine_kwargs,
-                exploitability_samples=args.exploitability_samples,
+                exploitability_samples=args.exploitability_samples, action_constraint=args.action_constraint,
             )  # fmt: skip
             output["games"] = report["games"]
             if not args.json:

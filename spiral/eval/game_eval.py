@@ -202,6 +202,7 @@ def game_report(
     exploitability_samples: int = 0,
     engine_kwargs: dict[str, Any] | None = None,
     exploitability: bool = True,
+    action_constraint: str = "none",
 ) -> dict[str, Any]:
     """Evaluate `agent_spec` (a model path, `builtin:NAME`, or a scripted agent spec) on games × opponents × seats.
 
@@ -217,6 +218,7 @@ def game_report(
                 engine, games, opponents, episodes=episodes, seed=seed, template=template, sampling=sampling,
                 exploitability=exploitability, exploitability_samples=exploitability_samples,
                 engine_kind=engine_kind, engine_kwargs=engine_kwargs, name=opponent_label(agent_spec),
+                action_constraint=action_constraint,
             )  # fmt: skip
         finally:
             engine.close()

@@ -77,3 +77,20 @@ def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) -> N
     last = latest_checkpoint(run_dir)
     assert last is not None
     AutoModelForCausalLM.from_pretrained(last / "model")
+
+
+def test_resume_on_a_different_number_of_ranks(tmp_path: Path) -> None:
+    """Two ranks train, one process resumes (ZeRO-0 keeps the optimizer state whole)."""
+    run_dir = tmp_path / "run"
+    args = ["trainer.zero_stage=0", "eval.every=0"]
+    proc = subprocess.run(_torchrun(run_dir, "trainer.steps=2", *args), env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    single = [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"),
+              f"run.dir={run_dir}", *TINY_OVERRIDES, "trainer.steps=3", *args]
+    proc = subprocess.run(single, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert "dist/world_size" in rows[1] and "dist/world_size" not in rows[2]
+    assert rows[2]["train/optimizer_steps"] >= 1
