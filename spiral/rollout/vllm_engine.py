@@ -10,6 +10,7 @@ path that also works on CPU (where linear weights are pre-packed). The engine is
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
@@ -23,6 +24,26 @@ from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.types import EngineOutput, SamplingSettings
 
 _GIB = 2**30
+
+
+@contextlib.contextmanager
+def _keep_default_process_group(keep: bool) -> Iterator[None]:
+    """While vLLM shuts down, ignore its `destroy_process_group()` of the default group when that group
+    belongs to the caller (vLLM's shutdown destroys it unconditionally; the learner still needs it)."""
+    if not keep:
+        yield
+        return
+    original = torch.distributed.destroy_process_group
+
+    def destroy_unless_default(group=None):
+        if group is not None:
+            original(group)
+
+    torch.distributed.destroy_process_group = destroy_unless_default
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group = original
 
 
 class VLLMEngine(Engine):
@@ -60,6 +81,9 @@ class VLLMEngine(Engine):
             # Without an explicit size vLLM reserves most of the host's memory for the CPU KV cache.
             else {"kv_cache_memory_bytes": int(kv_cache_gb * _GIB)}
         )
+        # vLLM's shutdown destroys torch.distributed's default group; when a learner (or anyone
+        # else) created that group first, it is not the engine's to destroy.
+        self._owns_process_group = not torch.distributed.is_initialized()
         self._llm = LLM(
             model=model_path,
             dtype=str(resolve_dtype(dtype, torch.device("cuda" if on_cuda else "cpu"))).removeprefix("torch."),
@@ -183,7 +207,8 @@ class VLLMEngine(Engine):
     def close(self) -> None:
         if self._llm is None:
             return
-        self._llm.llm_engine.engine_core.shutdown()
+        with _keep_default_process_group(not self._owns_process_group):
+            self._llm.llm_engine.engine_core.shutdown()
         self._llm = None
         gc.collect()
         if torch.cuda.is_available():

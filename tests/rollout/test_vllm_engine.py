@@ -142,3 +142,18 @@ def test_sleep_and_wake_keep_the_engine_usable(engine, tiny_model, prompts):
     engine.wake()
     outs = engine.generate(prompts, SamplingSettings(temperature=1.0, max_tokens=4, seed=6))
     assert_matches_reference(tiny_model, prompts, outs)
+
+
+@pytest.mark.slow
+def test_closing_an_engine_keeps_the_callers_process_group():
+    """An eval opponent's engine closed mid-training must not tear down the learner's torch.distributed group."""
+    import torch.distributed as dist
+
+    from spiral.learner.distributed import init_distributed
+    from spiral.rollout.engines import create_engine
+
+    init_distributed()
+    engine = create_engine("vllm", "builtin:tiny", max_model_len=256, seed=0, kv_cache_gb=0.25)
+    engine.close()
+    assert dist.is_initialized()
+    dist.barrier()  # the group still works
