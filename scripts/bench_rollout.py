@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--games", default="kuhn_poker", help="comma-separated game names")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed collections per setting; the median counts")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default); 1 is steadier on a busy machine")
     args = parser.parse_args()
@@ -45,19 +47,23 @@ def main() -> None:
                             template="direct", temperature=1.0)
         collector = Collector(engine, games, cfg, seed=args.seed)
         collector.collect(min(concurrent, args.turns))  # warm-up: first-call allocations, lazy imports
-        start = time.perf_counter()
-        rollout = collector.collect(args.turns)
-        seconds = time.perf_counter() - start
-        # Self-play with every seat learning: each model turn is one sample.
-        rate = len(rollout.samples) / seconds
-        print(f"concurrent_games={concurrent:3d}: {len(rollout.samples)} turns in {seconds:.2f} s = {rate:.1f} turns/s "
-              f"({rollout.stats['generate_calls']:.0f} generate calls, {rollout.stats['turns_per_generate']:.1f} turns each, "
-              f"mean response {rollout.stats['response_len_mean']:.1f} tokens)", flush=True)
-        return rate
+        rates = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            rollout = collector.collect(args.turns)
+            seconds = time.perf_counter() - start
+            # Self-play with every seat learning: each model turn is one sample.
+            rates.append(len(rollout.samples) / seconds)
+            print(f"concurrent_games={concurrent:3d}: {len(rollout.samples)} turns in {seconds:.2f} s = {rates[-1]:.1f} "
+                  f"turns/s ({rollout.stats['generate_calls']:.0f} generate calls, "
+                  f"{rollout.stats['turns_per_generate']:.1f} turns each, "
+                  f"mean response {rollout.stats['response_len_mean']:.1f} tokens)", flush=True)
+        return statistics.median(rates)
 
     one = turns_per_second(1)
     many = turns_per_second(args.concurrent)
     engine.close()
+    print(f"median turns/s: one game {one:.1f}, {args.concurrent} games {many:.1f}")
     print(f"RESULT speedup={many / one:.2f}")
 
 

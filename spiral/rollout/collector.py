@@ -30,7 +30,7 @@ from spiral.games import Game, IllegalMoveError, make_game
 from spiral.games.parsing import last_boxed
 from spiral.rollout.choice import choice_logprobs
 from spiral.rollout.engine import Engine
-from spiral.rollout.prompts import build_prompt
+from spiral.rollout.prompts import build_prompts
 from spiral.types import (
     EngineOutput,
     GameRecord,
@@ -223,9 +223,9 @@ class Collector:
     def _model_turns(self, engine: Engine, pending: list[_LiveGame], is_policy: bool) -> None:
         """Prompt every pending game's mover, generate once, and apply each completion."""
         batch: list[tuple[_LiveGame, int, list[int]]] = []
-        for g in pending:
+        prompts = build_prompts([(g.game, g.game.current_player()) for g in pending], self.cfg.template, engine.tokenizer)
+        for g, prompt in zip(pending, prompts, strict=True):
             seat = g.game.current_player()
-            prompt = build_prompt(g.game, seat, self.cfg.template, engine.tokenizer)
             # The engine shortens the generation budget to fit the context; only a prompt that fills
             # the whole context cannot be answered at all.
             if len(prompt) >= engine.max_model_len:

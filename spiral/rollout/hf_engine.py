@@ -11,6 +11,7 @@ matching vLLM's "processed_logprobs" mode.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterable
 
@@ -20,6 +21,10 @@ from spiral.models.dtypes import resolve_dtype
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.types import EngineOutput, SamplingSettings
+
+# A batch whose prompts share at least this many leading tokens (a game's rules, say) computes them
+# once and shares their KV cache across the rows; below it the extra forward call costs more than it saves.
+MIN_SHARED_PREFIX = 16
 
 
 def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
@@ -32,6 +37,20 @@ def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1
         if top_p < 1.0:
             scores = TopPLogitsWarper(top_p)(None, scores.reshape(-1, scores.shape[-1])).reshape(scores.shape)
     return torch.log_softmax(scores, dim=-1)
+
+
+def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of `probs` [rows, vocab] by inverting its CDF with a single uniform number.
+
+    Exact like torch.multinomial, but it needs one random number per row instead of one per vocabulary
+    entry, which on CPU is most of the cost of a decode step for a small model.
+    """
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    # right=True skips zero-probability entries (their CDF equals the previous entry's).
+    drawn = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.shape[1] - 1)
+    # Rounding can put u at the very top of the CDF, past the last entry with mass; take the mode then.
+    return torch.where(probs.gather(1, drawn[:, None]).squeeze(1) > 0, drawn, probs.argmax(-1))
 
 
 class HFEngine(Engine):
@@ -88,6 +107,37 @@ class HFEngine(Engine):
             mask[row, width - len(seq):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def _prefill(self, seqs: list[list[int]], logits_to_keep: int, prompt_lens: list[int],
+                 cache=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward a batch of sequences; returns (logits of the last `logits_to_keep` positions, mask, positions).
+
+        Sequences are left-padded. When they share a long common prefix, it is run once at batch size 1
+        and its KV cache repeated across the rows; the rows' remaining tokens are left-padded after it
+        (the mask has a hole there, and positions count only real tokens, so results do not change).
+        The shared part ends before each row's last prompt token (`prompt_lens`), so every logit a
+        caller asks for comes from this call.
+        """
+        # commonprefix compares element-wise, so it works on token-id lists as well as on strings.
+        shared = min(len(os.path.commonprefix(seqs)), min(prompt_lens) - 1)
+        if len(seqs) == 1 or shared < MIN_SHARED_PREFIX:
+            ids, mask = self._left_pad(seqs)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=cache is not None, logits_to_keep=logits_to_keep).logits
+            return logits, mask, positions
+        from transformers import DynamicCache
+
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        prefix = torch.tensor([seqs[0][:shared]], device=self.device)
+        self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(len(seqs))
+        ids, rest_mask = self._left_pad([s[shared:] for s in seqs])
+        mask = torch.cat([rest_mask.new_ones((len(seqs), shared)), rest_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1)[:, shared:]
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            use_cache=True, logits_to_keep=logits_to_keep).logits
+        return logits, mask, positions
+
     def _batches(self, n: int) -> list[range]:
         return [range(start, min(start + self.max_batch_size, n)) for start in range(0, n, self.max_batch_size)]
 
@@ -106,11 +156,9 @@ class HFEngine(Engine):
         """Decode one left-padded batch step by step with the model's KV cache."""
         from transformers import DynamicCache
 
-        ids, mask = self._left_pad(prompts)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits, mask, positions = self._prefill(prompts, 1, [len(p) for p in prompts], cache)
+        logits = logits[:, -1]
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
@@ -120,7 +168,7 @@ class HFEngine(Engine):
         for step in range(max(budgets)):
             dist = sampling_logprobs(logits, sampling.temperature, sampling.top_p)
             if sampling.temperature > 0:
-                nxt = torch.multinomial(dist.exp(), 1, generator=generator).squeeze(1)
+                nxt = _inverse_cdf_sample(dist.exp(), generator)
             else:
                 nxt = dist.argmax(-1)
             chosen = dist.gather(1, nxt[:, None]).squeeze(1)
@@ -160,11 +208,8 @@ class HFEngine(Engine):
             if longest == 0:
                 result += [[] for _ in rows]
                 continue
-            ids, mask = self._left_pad(seqs)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             # Left padding puts every completion at the end, so only the last longest+1 positions need logits.
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=longest + 1).logits[:, :-1]
+            logits = self._prefill(seqs, longest + 1, [len(prompts[i]) for i in rows])[0][:, :-1]
             dist = sampling_logprobs(logits, temperature)
             for row, i in enumerate(rows):
                 c = len(completions[i])
@@ -191,3 +236,4 @@ class HFEngine(Engine):
         self._params = {}
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+

@@ -52,6 +52,13 @@ def render_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTok
     return render_text(prompt_content(game, seat, template), template, tokenizer)
 
 
+def build_prompts(movers: list[tuple[Game, int]], template: str, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of `render_prompt` for each (game, seat), encoded in one batch call (the tokenizer's
+    batch path runs in parallel; the rendered text already holds every special token)."""
+    texts = [render_prompt(game, seat, template, tokenizer) for game, seat in movers]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
 def build_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Token ids of `render_prompt` (the rendered text already holds every special token)."""
-    return tokenizer.encode(render_prompt(game, seat, template, tokenizer), add_special_tokens=False)
+    """Token ids of `render_prompt` for one seat (see `build_prompts`)."""
+    return build_prompts([(game, seat)], template, tokenizer)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -159,3 +160,78 @@ def test_cuda_fp32_logprobs_and_weight_load(tiny_path, tiny_seed1_model, prompts
         # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
         torch.testing.assert_close(torch.tensor(out.logprobs), ref.squeeze(1).cpu(), atol=2e-3, rtol=0)
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def game_prompts(engine) -> list[list[int]]:
+    """Kuhn Poker prompts from different deals and seats: they share the rules text as a long common prefix."""
+    from spiral.games import make_game
+    from spiral.rollout.prompts import build_prompt
+
+    out = []
+    for seed in range(3):
+        game = make_game("kuhn_poker")
+        game.reset(seed)
+        out.append(build_prompt(game, 0, "direct", engine.tokenizer))
+        game.apply_action(game.legal_actions()[seed % 2])
+        out.append(build_prompt(game, 1, "direct", engine.tokenizer))
+    return out
+
+
+@pytest.fixture(scope="module")
+def wide_engine(tiny_path):
+    """One micro-batch holds all of `game_prompts`, so their shared prefix is computed once."""
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cpu", max_model_len=1024, max_batch_size=16)
+    yield eng
+    eng.close()
+
+
+def test_game_prompts_share_a_long_prefix(game_prompts):
+    from spiral.rollout.hf_engine import MIN_SHARED_PREFIX
+
+    shared = len(os.path.commonprefix(game_prompts))
+    assert shared >= MIN_SHARED_PREFIX
+    assert all(len(p) > shared for p in game_prompts)
+    assert len({len(p) for p in game_prompts}) > 1  # the rows after the prefix need padding
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prefix_generation_reports_exact_logprobs(wide_engine, game_prompts, temperature):
+    outs = wide_engine.generate(game_prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=5))
+    for prompt, out in zip(game_prompts, outs):
+        ref = reference_logprobs(wide_engine.model, prompt, out.token_ids, temperature)
+        torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=ATOL, rtol=0)
+
+
+def test_shared_prefix_greedy_equals_each_prompt_alone(wide_engine, game_prompts):
+    greedy = SamplingSettings(temperature=0.0, max_tokens=10)
+    batched = wide_engine.generate(game_prompts, greedy)
+    for prompt, out in zip(game_prompts, batched):
+        assert wide_engine.generate([prompt], greedy)[0].token_ids == out.token_ids
+
+
+def test_shared_prefix_scoring_matches_reference(wide_engine, game_prompts):
+    from spiral.rollout.choice import boxed_move_ids
+
+    # Completions that themselves start alike: the shared part must stop inside the prompts.
+    completions = [boxed_move_ids(wide_engine.tokenizer, move) for move in ("check", "bet", "fold", "call")]
+    prompts = [p for p in game_prompts for _ in completions]
+    scores = wide_engine.score(prompts, completions * len(game_prompts), temperature=0.9)
+    for prompt, completion, got in zip(prompts, completions * len(game_prompts), scores):
+        torch.testing.assert_close(torch.tensor(got), reference_logprobs(wide_engine.model, prompt, completion, 0.9),
+                                   atol=ATOL, rtol=0)
+
+
+def test_sampled_tokens_follow_the_reported_distribution(wide_engine, prompts):
+    """Many one-token draws from one prompt: frequencies match the engine's own probabilities."""
+    temperature, draws = 0.15, 2000  # a low temperature concentrates the mass on a few tokens to count
+    outs = wide_engine.generate([prompts[0]] * draws, SamplingSettings(temperature=temperature, max_tokens=1, seed=11))
+    counts: dict[int, int] = {}
+    for out in outs:
+        counts[out.token_ids[0]] = counts.get(out.token_ids[0], 0) + 1
+    top = sorted(counts, key=counts.get, reverse=True)[:5]
+    probs = [math.exp(lp[0]) for lp in wide_engine.score([prompts[0]] * len(top), [[t] for t in top], temperature)]
+    assert sum(probs) > 0.3  # the test has something to count
+    for token, p in zip(top, probs):
+        sigma = math.sqrt(p * (1 - p) / draws)
+        assert abs(counts[token] / draws - p) < 5 * sigma + 1e-3, (token, counts[token] / draws, p)
