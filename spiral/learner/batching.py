@@ -1,8 +1,11 @@
 """Turn `TurnSample`s into padded tensors and split them into minibatches and micro-batches.
 
-Pure data layout, no model. Each sample becomes one row (prompt + completion), or, for a sample
-played with `rollout.action_constraint: choice`, one row per legal move; rows are right-padded and
-the scoring mask is set at the position whose hidden state predicts a completion token.
+Pure data layout, no model. Each sample becomes one right-padded row. A free sample's row is its
+prompt + completion. A sample played with `rollout.action_constraint: choice` packs its prompt and
+then every legal move as a branch: a branch's tokens attend to the prompt and to their own branch
+only (`tree_attention_mask`) and their positions continue from the prompt's end, so each move is
+scored exactly as if it stood alone after the prompt, while the prompt is computed once instead of
+once per move.
 """
 
 from __future__ import annotations
@@ -16,50 +19,65 @@ from torch.nn.utils.rnn import pad_sequence
 
 from spiral.types import TurnSample
 
+PAD_BRANCH = -1  # branch id of padding
+PROMPT_BRANCH = 0  # branch id of the prompt and of a free completion; moves are 1, 2, ...
+
 
 @dataclass
 class Batch:
-    """Padded rows of a list of samples; row position t's hidden state predicts `targets[:, t]`."""
+    """One row per sample; the scored tokens are listed as (row, column of the predicting hidden state, target)."""
 
-    input_ids: Tensor  # [R, L] prompt + completion per row, right-padded
-    attention_mask: Tensor  # [R, L] 1 on real tokens
-    targets: Tensor  # [R, L] the next token (input_ids shifted left), pad elsewhere
-    score_mask: Tensor  # [R, L] bool: targets[r, t] is a completion token
+    input_ids: Tensor  # [B, L] right-padded
+    position_ids: Tensor  # [B, L]
+    branch_ids: Tensor  # [B, L] PAD_BRANCH, PROMPT_BRANCH, or k >= 1 for the k-th legal move
+    score_rows: Tensor  # [N]
+    score_cols: Tensor  # [N]
+    score_targets: Tensor  # [N]
     advantages: Tensor  # [B] float32, one per sample
     sample_mask: Tensor  # [B, T] bool: the sample's learning tokens (one for a choice sample)
-    rows: list[list[int]]  # rows of each sample
-    choice_index: list[int]  # per sample: the chosen row among its rows, or -1 for a free completion
+    branch_lengths: list[list[int]]  # per sample: scored tokens per branch (a free sample: [completion length])
+    choice_index: list[int]  # per sample: the chosen move, or -1 for a free completion
 
     @property
-    def num_sequences(self) -> int:
-        return len(self.rows)
+    def has_choices(self) -> bool:
+        """Whether any row packs several moves (and so needs `tree_attention_mask`)."""
+        return any(c >= 0 for c in self.choice_index)
 
     def to(self, device: torch.device | str) -> Batch:
-        tensors = (self.input_ids, self.attention_mask, self.targets, self.score_mask, self.advantages,
-                   self.sample_mask)
-        return Batch(*(t.to(device) for t in tensors), self.rows, self.choice_index)
+        tensors = (self.input_ids, self.position_ids, self.branch_ids, self.score_rows, self.score_cols,
+                   self.score_targets, self.advantages, self.sample_mask)
+        return Batch(*(t.to(device) for t in tensors), self.branch_lengths, self.choice_index)
 
     def sample_logprobs(self, flat: Tensor) -> Tensor:
-        """[B, T] per-sample log-probs (zero-padded, see `sample_mask`) from per-scored-token values.
+        """[B, T] per-sample log-probs (zero-padded, see `sample_mask`) from one value per scored token.
 
-        `flat` holds one value per true entry of `score_mask`, in row order. A free sample gets its
-        completion's token log-probs; a choice sample gets one value, the log-prob of the chosen move
-        renormalised over the legal moves (each move's log-prob is the sum over its tokens).
-        Differentiable.
+        A free sample gets its completion's token log-probs; a choice sample gets one value, the log-prob
+        of the chosen move renormalised over the legal moves (a move's log-prob is the sum over its
+        tokens). Differentiable.
         """
-        per_row = flat.new_zeros(self.score_mask.shape)
-        per_row[self.score_mask] = flat
-        pieces = []
-        for rows, choice in zip(self.rows, self.choice_index):
+        pieces, offset = [], 0
+        for lengths, choice in zip(self.branch_lengths, self.choice_index):
+            values = flat[offset : offset + sum(lengths)]
+            offset += sum(lengths)
             if choice < 0:
-                pieces.append(per_row[rows[0]][self.score_mask[rows[0]]])
+                pieces.append(values)
             else:
-                totals = (per_row[rows] * self.score_mask[rows]).sum(dim=1)
+                totals = torch.stack([v.sum() for v in values.split(lengths)])
                 pieces.append(torch.log_softmax(totals, dim=0)[choice : choice + 1])
         return pad_sequence(pieces, batch_first=True)
 
 
-def _rows_of(sample: TurnSample, index: int) -> tuple[list[list[int]], int]:
+def tree_attention_mask(branch_ids: Tensor) -> Tensor:
+    """[B, 1, L, L] bool, True where query i may attend to key j: causal, the key is real, and the key is
+    in the prompt or in the query's own branch."""
+    length = branch_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=branch_ids.device).tril()
+    keys = branch_ids[:, None, :]
+    visible = (keys == PROMPT_BRANCH) | (branch_ids[:, :, None] == keys)
+    return (causal & visible & (keys != PAD_BRANCH))[:, None]
+
+
+def _branches_of(sample: TurnSample, index: int) -> tuple[list[list[int]], int]:
     if sample.choices is None:
         return [list(sample.completion_ids)], -1
     if not sample.choices or not 0 <= sample.choice_index < len(sample.choices):
@@ -69,35 +87,50 @@ def _rows_of(sample: TurnSample, index: int) -> tuple[list[list[int]], int]:
 
 
 def collate(samples: Sequence[TurnSample], pad_id: int) -> Batch:
-    """Right-padded rows for `samples`; refuses samples without a prompt or with an empty completion."""
+    """One right-padded row per sample (see the module docstring); refuses samples without a prompt or
+    with an empty completion."""
     if not samples:
         raise ValueError("collate needs at least one sample")
-    sequences: list[tuple[list[int], list[int]]] = []
-    rows, choice_index, learn_tokens = [], [], []
-    for i, s in enumerate(samples):
-        completions, choice = _rows_of(s, i)
-        if not s.prompt_ids or not all(completions):
-            raise ValueError(f"sample {i} ({s.game}, seat {s.seat}) has an empty prompt or completion")
-        rows.append(list(range(len(sequences), len(sequences) + len(completions))))
-        sequences.extend((list(s.prompt_ids), c) for c in completions)
+    rows: list[tuple[list[int], list[int], list[int]]] = []  # tokens, positions, branch ids
+    score_rows, score_cols, score_targets = [], [], []
+    branch_lengths, choice_index = [], []
+    for r, s in enumerate(samples):
+        branches, choice = _branches_of(s, r)
+        if not s.prompt_ids or not all(branches):
+            raise ValueError(f"sample {r} ({s.game}, seat {s.seat}) has an empty prompt or completion")
+        p = len(s.prompt_ids)
+        tokens, positions = list(s.prompt_ids), list(range(p))
+        ids = [PROMPT_BRANCH] * p
+        for k, branch in enumerate(branches, start=1):
+            start = len(tokens)
+            # The prompt's last hidden state predicts every branch's first token; then each token its next.
+            score_cols += [p - 1] + list(range(start, start + len(branch) - 1))
+            score_rows += [r] * len(branch)
+            score_targets += branch
+            tokens += branch
+            positions += range(p, p + len(branch))
+            ids += [PROMPT_BRANCH if choice < 0 else k] * len(branch)
+        rows.append((tokens, positions, ids))
+        branch_lengths.append([len(b) for b in branches])
         choice_index.append(choice)
-        learn_tokens.append(1 if choice >= 0 else len(completions[0]))
 
-    length = max(len(p) + len(c) for p, c in sequences)
-    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    score_mask = torch.zeros((len(sequences), length), dtype=torch.bool)
-    for r, (prompt, completion) in enumerate(sequences):
-        p, c = len(prompt), len(completion)
-        input_ids[r, : p + c] = torch.tensor(prompt + completion, dtype=torch.long)
-        attention_mask[r, : p + c] = 1
-        # Hidden states at p-1 … p+c-2 predict completion tokens p … p+c-1.
-        score_mask[r, p - 1 : p + c - 1] = True
-    targets = torch.full_like(input_ids, pad_id)
-    targets[:, :-1] = input_ids[:, 1:]
-    advantages = torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32)
-    sample_mask = torch.arange(max(learn_tokens))[None, :] < torch.tensor(learn_tokens)[:, None]
-    return Batch(input_ids, attention_mask, targets, score_mask, advantages, sample_mask, rows, choice_index)
+    length = max(len(t) for t, _, _ in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    branch_ids = torch.full((len(rows), length), PAD_BRANCH, dtype=torch.long)
+    for r, (tokens, positions, ids) in enumerate(rows):
+        input_ids[r, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        position_ids[r, : len(tokens)] = torch.tensor(positions, dtype=torch.long)
+        branch_ids[r, : len(tokens)] = torch.tensor(ids, dtype=torch.long)
+    learn_tokens = [learning_tokens(s) for s in samples]
+    return Batch(
+        input_ids, position_ids, branch_ids,
+        torch.tensor(score_rows, dtype=torch.long), torch.tensor(score_cols, dtype=torch.long),
+        torch.tensor(score_targets, dtype=torch.long),
+        torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32),
+        torch.arange(max(learn_tokens))[None, :] < torch.tensor(learn_tokens)[:, None],
+        branch_lengths, choice_index,
+    )
 
 
 def learning_tokens(sample: TurnSample) -> int:

@@ -26,17 +26,20 @@ from spiral.config.schema import SpiralConfig
 from spiral.kernels import lm_head_weight, token_logprobs
 from spiral.learner import distributed as dist_utils
 from spiral.learner.batching import (
+    PAD_BRANCH,
     Batch,
     collate,
     learning_tokens,
     micro_batches,
     shuffled_order,
     split_even,
+    tree_attention_mask,
 )
 from spiral.models.dtypes import resolve_dtype
 from spiral.types import TurnSample
 
 log = logging.getLogger(__name__)
+
 
 class PolicyScorer(nn.Module):
     """Wraps a causal LM so one forward returns the log-probs (and entropy) of the scored tokens.
@@ -58,12 +61,32 @@ class PolicyScorer(nn.Module):
         get_base = getattr(self.model, "get_base_model", None)
         return get_base() if callable(get_base) else self.model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, targets: Tensor, score_mask: Tensor,
-                temperature: float = 1.0, return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        hidden = self.causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids: Tensor, position_ids: Tensor, branch_ids: Tensor, score_rows: Tensor,
+                score_cols: Tensor, score_targets: Tensor, temperature: float = 1.0, return_entropy: bool = False,
+                tree: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (and entropy) of the scored tokens of a `Batch`; `tree` when rows pack several moves."""
+        mask = self._tree_mask(branch_ids) if tree else (branch_ids != PAD_BRANCH).long()
+        hidden = self.causal_lm.get_decoder()(input_ids=input_ids, position_ids=position_ids,
+                                              attention_mask=mask).last_hidden_state
         weight, bias = lm_head_weight(self.model)
-        return token_logprobs(hidden[score_mask], weight, targets[score_mask], temperature=temperature, bias=bias,
-                              return_entropy=return_entropy, backend=self.backend, chunk_size=self.chunk_size)
+        return token_logprobs(hidden[score_rows, score_cols], weight, score_targets, temperature=temperature,
+                              bias=bias, return_entropy=return_entropy, backend=self.backend,
+                              chunk_size=self.chunk_size)
+
+    def _tree_mask(self, branch_ids: Tensor) -> Tensor:
+        """`tree_attention_mask` in the form the model's attention implementation takes as a custom 4D mask."""
+        allowed = tree_attention_mask(branch_ids)
+        implementation = self.causal_lm.config._attn_implementation
+        if implementation == "sdpa":
+            return allowed
+        if implementation == "eager":
+            dtype = self.causal_lm.dtype
+            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed,
+                                                                                              torch.finfo(dtype).min)
+        raise ValueError(
+            f"choice samples pack their legal moves into one row under a tree-shaped attention mask, which the "
+            f"{implementation!r} attention implementation cannot take; load the model with sdpa or eager attention"
+        )
 
 
 def _load_model(cfg: SpiralConfig, model_path: str, dtype: torch.dtype) -> nn.Module:
@@ -161,8 +184,9 @@ class Learner:
                  return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
         """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of
         every scored token of every row (flat)."""
-        lp, ent = module(batch.input_ids, batch.attention_mask, batch.targets, batch.score_mask,
-                         temperature=temperature, return_entropy=return_entropy)
+        lp, ent = module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                         batch.score_targets, temperature=temperature, return_entropy=return_entropy,
+                         tree=batch.has_choices)
         return batch.sample_logprobs(lp), ent
 
     @torch.no_grad()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from spiral.learner.batching import collate, micro_batches, shuffled_order, split_even
+from spiral.learner.batching import collate, micro_batches, shuffled_order, split_even, tree_attention_mask
 from spiral.types import TurnSample
 
 
@@ -16,23 +16,42 @@ def _s(prompt, completion, adv=0.0):
 def test_collate_aligns_scored_positions_with_completion_tokens():
     batch = collate([_s([1, 2, 3], [4, 5], 1.0), _s([6], [7, 8, 9], -1.0)], pad_id=0)
     assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]]
-    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    # The scored targets, in order, are exactly each completion.
-    assert batch.targets[0][batch.score_mask[0]].tolist() == [4, 5]
-    assert batch.targets[1][batch.score_mask[1]].tolist() == [7, 8, 9]
-    assert batch.score_mask.tolist() == [[False, False, True, True, False], [True, True, True, False, False]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 0]]
+    assert batch.branch_ids.tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 0, -1]]
+    assert not batch.has_choices
+    # Each scored hidden state is the token just before its target, and the targets are the completions.
+    assert batch.score_rows.tolist() == [0, 0, 1, 1, 1]
+    assert batch.score_cols.tolist() == [2, 3, 0, 1, 2]
+    assert batch.score_targets.tolist() == [4, 5, 7, 8, 9]
+    assert batch.input_ids[batch.score_rows, batch.score_cols + 1].tolist() == batch.score_targets.tolist()
     assert batch.advantages.tolist() == [1.0, -1.0]
     flat = torch.arange(5, dtype=torch.float32)
     assert batch.sample_logprobs(flat).tolist() == [[0.0, 1.0, 0.0], [2.0, 3.0, 4.0]]
     assert batch.sample_mask.tolist() == [[True, True, False], [True, True, True]]
 
 
-def test_choice_sample_is_renormalised_over_its_moves():
+def test_choice_sample_packs_its_moves_behind_one_prompt():
     choice = TurnSample("g", 1, [1, 2], [7], [0.0], 0.0, advantage=0.5, choices=[[6], [7, 8]], choice_index=1)
     batch = collate([_s([3], [4, 5]), choice], pad_id=0)
-    assert batch.rows == [[0], [1, 2]] and batch.choice_index == [-1, 1]
-    assert batch.input_ids.tolist() == [[3, 4, 5, 0], [1, 2, 6, 0], [1, 2, 7, 8]]
-    # Scored values in row order: free sample (2), move [6] (1), move [7, 8] (2).
+    assert batch.choice_index == [-1, 1] and batch.has_choices
+    assert batch.input_ids.tolist() == [[3, 4, 5, 0, 0], [1, 2, 6, 7, 8]]
+    # Every move starts at the position right after the prompt.
+    assert batch.position_ids[1].tolist() == [0, 1, 2, 2, 3]
+    assert batch.branch_ids[1].tolist() == [0, 0, 1, 2, 2]
+    # The prompt's last hidden state (column 1) predicts both moves' first tokens.
+    assert list(zip(batch.score_rows.tolist(), batch.score_cols.tolist(), batch.score_targets.tolist())) == [
+        (0, 0, 4), (0, 1, 5), (1, 1, 6), (1, 1, 7), (1, 3, 8)]
+    allowed = tree_attention_mask(batch.branch_ids)[1, 0].int().tolist()
+    assert allowed == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],  # move [6] sees the prompt
+        [1, 1, 0, 1, 0],  # move [7, 8] sees the prompt, not move [6]
+        [1, 1, 0, 1, 1],
+    ]
+    # A free row under the tree mask is plain causal attention over its real tokens.
+    assert tree_attention_mask(batch.branch_ids)[0, 0, 2].int().tolist() == [1, 1, 1, 0, 0]
+    # Scored values in order: free sample (2), move [6] (1), move [7, 8] (2).
     flat = torch.log(torch.tensor([0.5, 0.25, 0.2, 0.5, 0.6]))
     out = batch.sample_logprobs(flat)
     p6, p78 = 0.2, 0.5 * 0.6

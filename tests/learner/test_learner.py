@@ -151,3 +151,28 @@ def test_kl_penalty_runs_against_initial_policy(tiny_path):
     first = learner.update(make_samples())
     second = learner.update(make_samples())
     assert first["kl_ref"] >= 0 and second["kl_ref"] > first["kl_ref"]
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_packed_moves_score_like_separate_rows(tiny_path, implementation):
+    """Moves packed behind one prompt under the tree mask get the log-probs of separate, unpacked rows."""
+    from transformers import AutoModelForCausalLM
+
+    from spiral.learner.batching import collate
+    from spiral.learner.learner import PolicyScorer
+    from spiral.types import TurnSample
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32, attn_implementation=implementation)
+    model.eval()
+    moves = [[40, 41, 42], [43], [44, 45]]
+    samples = [TurnSample("g", 0, [5, 6, 7, 8], moves[2], [], 0.0, choices=moves, choice_index=2),
+               TurnSample("g", 1, [9, 10], [11, 12], [], 0.0)]
+    batch = collate(samples, pad_id=0)
+    with torch.no_grad():
+        flat, _ = PolicyScorer(model)(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows,
+                                      batch.score_cols, batch.score_targets, tree=True)
+        expected = []
+        for prompt, completion in [([5, 6, 7, 8], m) for m in moves] + [([9, 10], [11, 12])]:
+            logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
+            expected += torch.log_softmax(logits, -1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+    assert flat.tolist() == pytest.approx(expected, abs=1e-5)
