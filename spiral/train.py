@@ -22,6 +22,7 @@ from spiral.learner import distributed as dist
 from spiral.learner.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    prepare_resume,
     save_checkpoint,
 )
 from spiral.learner.learner import Learner
@@ -46,7 +47,7 @@ def train(cfg: SpiralConfig) -> Path:
 
     # The policy: a DeepSpeed learner and, on the same device, an inference engine with the same weights.
     model_path = resolve_model_path(cfg.model.path, seed=cfg.run.seed)
-    learner = Learner(cfg, model_path)
+    learner = Learner(cfg, model_path, load_universal=resume_from is not None and prepare_resume(resume_from))
     engine = create_engine_from_config(cfg, model_path)
     baselines = RoleBaselines()
     pool = OpponentPool(cfg.rollout.pool_size)

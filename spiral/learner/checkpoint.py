@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
+_UNIVERSAL_DIR = "deepspeed-universal"
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
@@ -117,7 +118,9 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
     (tmp / "rng").mkdir(exist_ok=True)
     torch.save(_rng_state(), tmp / "rng" / f"rank-{dist_utils.rank()}.pt")
     if dist_utils.is_main():
-        text = json.dumps({"step": step, "learner": {"updates": learner.updates}, "state": state}, indent=1)
+        layout = {"world_size": dist_utils.world_size(), "zero_stage": learner.cfg.trainer.zero_stage}
+        text = json.dumps({"step": step, "learner": {"updates": learner.updates}, "layout": layout, "state": state},
+                          indent=1)
         (tmp / "state.json").write_text(text)
         (tmp / "config.yaml").write_text(to_yaml(learner.cfg))
     dist_utils.barrier()
@@ -133,17 +136,52 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
     return final
 
 
-def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns the saved state.
-
-    The result is the `state` dict given to `save_checkpoint` with `step` added.
-    """
-    path = Path(path)
+def _read_meta(path: Path) -> dict[str, Any]:
     meta_file = path / "state.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a complete spiral checkpoint (no state.json)")
-    meta = json.loads(meta_file.read_text())
-    loaded, _ = learner.engine.load_checkpoint(str(path / "deepspeed"), tag=_DS_TAG, load_optimizer_states=True,
+    return json.loads(meta_file.read_text())
+
+
+def prepare_resume(path: str | Path) -> bool:
+    """Call on every rank before building the learner that resumes from `path`. Returns whether it must
+    load DeepSpeed's universal format (`Learner(load_universal=True)`).
+
+    ZeRO 1-3 shard the optimizer state by rank, so a checkpoint saved by a different number of ranks is
+    converted once with DeepSpeed's `ds_to_universal` into `deepspeed-universal/` beside the original
+    (written under a temporary name and renamed; the original is left as it was).
+    """
+    path = Path(path)
+    layout = _read_meta(path).get("layout", {})
+    saved_world = int(layout.get("world_size", dist_utils.world_size()))
+    if saved_world == dist_utils.world_size() or int(layout.get("zero_stage", 0)) == 0:
+        return False
+    target = path / _UNIVERSAL_DIR
+    if dist_utils.is_main() and not target.is_dir():
+        from argparse import Namespace
+
+        from deepspeed.checkpoint.ds_to_universal import main as ds_to_universal
+
+        tmp = path / f".{_UNIVERSAL_DIR}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ds_to_universal(Namespace(input_folder=str(path / "deepspeed" / _DS_TAG), output_folder=str(tmp / _DS_TAG),
+                                  num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                  inject_missing_state=True))
+        tmp.rename(target)
+    dist_utils.barrier()
+    return True
+
+
+def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns the saved state.
+
+    The result is the `state` dict given to `save_checkpoint` with `step` added. A learner built with
+    `load_universal` (see `prepare_resume`) reads the universal conversion instead of the rank shards.
+    """
+    path = Path(path)
+    meta = _read_meta(path)
+    folder = path / (_UNIVERSAL_DIR if learner.load_universal else "deepspeed")
+    loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
                                                load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {path / 'deepspeed'}")

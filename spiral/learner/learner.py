@@ -113,7 +113,9 @@ def _is_zero3_param(p: Tensor) -> bool:
 class Learner:
     """PPO learner over one policy, wrapped in a DeepSpeed engine."""
 
-    def __init__(self, cfg: SpiralConfig, model_path: str) -> None:
+    def __init__(self, cfg: SpiralConfig, model_path: str, load_universal: bool = False) -> None:
+        """`load_universal`: the checkpoint to resume from is in DeepSpeed's universal format (see
+        `checkpoint.prepare_resume`)."""
         import deepspeed
         from deepspeed.utils import logger as ds_logger
 
@@ -126,6 +128,7 @@ class Learner:
         self.device = torch.device("cuda", dist_utils.local_rank()) if cuda else torch.device("cpu")
         self.dtype = resolve_dtype(cfg.model.dtype, self.device)
         self.model_path = model_path
+        self.load_universal = load_universal
         tr = cfg.trainer
         torch.manual_seed(cfg.run.seed)
 
@@ -144,6 +147,7 @@ class Learner:
             "zero_allow_untested_optimizer": True,
             "steps_per_print": 2**31 - 1,
             "wall_clock_breakdown": False,
+            "checkpoint": {"load_universal": load_universal},
         }
         params = [p for p in self.scorer.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)

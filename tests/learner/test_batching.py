@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from spiral.learner.batching import collate, micro_batches, shuffled_order, split_even, tree_attention_mask
+from spiral.learner.batching import (
+    collate,
+    micro_batches,
+    shuffled_order,
+    split_even,
+    tree_attention_mask,
+)
 from spiral.types import TurnSample
 
 

@@ -48,3 +48,18 @@ def test_two_ranks_match_one_process(tmp_path, tiny_path, stage):
     # reduction-order noise between layouts into visible (but tiny next to lr) differences.
     lr = small_config(zero_stage=stage).trainer.lr
     assert max((w0[k] - expected[k]).abs().max().item() for k in expected) <= 0.05 * lr
+
+    # One process resumes the two-rank checkpoint through DeepSpeed's universal format: the weights come
+    # back exactly, and so does Adam's state (the next update matches the process that never stopped).
+    from spiral.learner.checkpoint import load_checkpoint, prepare_resume
+
+    checkpoint = tmp_path / "run/checkpoints/step-000001"
+    assert prepare_resume(checkpoint)
+    resumed = Learner(small_config(zero_stage=stage), tiny_path, load_universal=True)
+    assert load_checkpoint(checkpoint, resumed)["rank_count"] == 2
+    restored = weights(resumed)
+    assert all(torch.equal(restored[k], w0[k]) for k in w0)
+    single.update(make_samples(6))
+    resumed.update(make_samples(6))
+    after, expected = weights(resumed), weights(single)
+    assert max((after[k] - expected[k]).abs().max().item() for k in expected) <= 0.05 * lr

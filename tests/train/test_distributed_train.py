@@ -79,10 +79,12 @@ def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) -> N
     AutoModelForCausalLM.from_pretrained(last / "model")
 
 
-def test_resume_on_a_different_number_of_ranks(tmp_path: Path) -> None:
-    """Two ranks train, one process resumes (ZeRO-0 keeps the optimizer state whole)."""
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_resume_on_a_different_number_of_ranks(tmp_path: Path, stage: int) -> None:
+    """Two ranks train, one process resumes: ZeRO-0 keeps the optimizer state whole; ZeRO 2 and 3 shard
+    it by rank, so the resume converts the checkpoint to DeepSpeed's universal format first."""
     run_dir = tmp_path / "run"
-    args = ["trainer.zero_stage=0", "eval.every=0"]
+    args = [f"trainer.zero_stage={stage}", "eval.every=0"]
     proc = subprocess.run(_torchrun(run_dir, "trainer.steps=2", *args), env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -94,3 +96,6 @@ def test_resume_on_a_different_number_of_ranks(tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert "dist/world_size" in rows[1] and "dist/world_size" not in rows[2]
     assert rows[2]["train/optimizer_steps"] >= 1
+    checkpoint = run_dir / "checkpoints" / "step-000002"
+    assert (checkpoint / "deepspeed-universal").is_dir() == (stage > 0)
+    assert (checkpoint / "deepspeed").is_dir()  # the original shards are kept as they were
