@@ -181,7 +181,11 @@ class TrainerConfig:
     lr: float = 1e-6
     """Peak learning rate (AdamW)."""
     warmup_steps: int = 0
-    """Linear warm-up steps; 0 gives a constant schedule."""
+    """Linear warm-up, in optimizer steps (each training step takes algo.epochs × algo.minibatches)."""
+    lr_decay: str = "none"
+    """After warm-up: `none` (constant), `linear` or `cosine` decay to `min_lr_ratio` × lr at the last step."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of `lr` when `lr_decay` is not `none`."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """AdamW betas."""
     weight_decay: float = 0.0
@@ -208,6 +212,8 @@ class TrainerConfig:
         _require(len(self.betas) == 2, "trainer.betas must have two values")
         _require(self.logprob_backend in ("auto", "triton", "torch"), "trainer.logprob_backend: auto|triton|torch")
         _require(self.sync_every >= 1, "trainer.sync_every must be at least 1")
+        _require(self.lr_decay in ("none", "linear", "cosine"), f"trainer.lr_decay: none|linear|cosine, got {self.lr_decay!r}")
+        _require(0.0 <= self.min_lr_ratio <= 1.0, f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 @dataclass

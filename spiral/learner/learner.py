@@ -106,6 +106,18 @@ def _load_model(cfg: SpiralConfig, model_path: str, dtype: torch.dtype) -> nn.Mo
     return model
 
 
+def lr_multiplier(step: int, warmup: int, total: int, decay: str = "none", min_ratio: float = 0.0) -> float:
+    """Learning-rate factor for optimizer step `step` (0-based): linear warm-up over `warmup` steps, then
+    constant (`decay="none"`) or a linear/cosine decay that reaches `min_ratio` at step `total - 1`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "none" or total - 1 <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / (total - 1 - warmup))
+    shape = 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
 def _is_zero3_param(p: Tensor) -> bool:
     return hasattr(p, "ds_id")
 
@@ -151,9 +163,9 @@ class Learner:
         }
         params = [p for p in self.scorer.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
-        warmup = tr.warmup_steps
+        total = tr.steps * cfg.algo.epochs * cfg.algo.minibatches  # optimizer steps in the whole run
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+            optimizer, lambda step: lr_multiplier(step, tr.warmup_steps, total, tr.lr_decay, tr.min_lr_ratio))
         self.engine, _, _, _ = deepspeed.initialize(model=self.scorer, optimizer=optimizer, lr_scheduler=scheduler,
                                                     config=ds_config)
         if tr.zero_stage == 3:
@@ -239,6 +251,7 @@ class Learner:
         """
         algo, tr = self.cfg.algo, self.cfg.trainer
         norm = float(algo.loss_norm or self.cfg.rollout.max_tokens)
+        lr = float(self.engine.get_lr()[0])  # this update's first step (the scheduler moves on after each)
         world = dist_utils.world_size()
         self.engine.module.eval()
         old = self._score_all(self.engine, samples, temperature)
@@ -305,7 +318,7 @@ class Learner:
             "ratio_mean": values["ratio_mean"] / tokens_all,
             "entropy": values["entropy"] / entropy_all,
             "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
-            "lr": float(self.engine.get_lr()[0]),
+            "lr": lr,
             "skipped": float(skipped),
             "optimizer_steps": float(steps - skipped),
         }

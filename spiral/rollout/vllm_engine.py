@@ -84,6 +84,14 @@ class VLLMEngine(Engine):
         # vLLM's shutdown destroys torch.distributed's default group; when a learner (or anyone
         # else) created that group first, it is not the engine's to destroy.
         self._owns_process_group = not torch.distributed.is_initialized()
+        # Under torchrun every rank owns an engine of its own (colocated with its learner shard). vLLM's
+        # external-launcher mode joins the ranks' existing process group instead of creating one, and
+        # puts each rank's engine on the device of its LOCAL_RANK.
+        launcher = (
+            {"distributed_executor_backend": "external_launcher"}
+            if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+            else {}
+        )
         self._llm = LLM(
             model=model_path,
             dtype=str(resolve_dtype(dtype, torch.device("cuda" if on_cuda else "cpu"))).removeprefix("torch."),
@@ -99,6 +107,7 @@ class VLLMEngine(Engine):
             # use offset") once a batch's prompts exceed the chunk size; GPU keeps vLLM's default.
             **({} if on_cuda else {"enable_chunked_prefill": False}),
             trust_remote_code=trust_remote_code,
+            **launcher,
             **memory,
         )
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)

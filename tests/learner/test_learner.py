@@ -176,3 +176,23 @@ def test_packed_moves_score_like_separate_rows(tiny_path, implementation):
             logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
             expected += torch.log_softmax(logits, -1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
     assert flat.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    from spiral.learner.learner import lr_multiplier
+
+    assert [lr_multiplier(s, warmup=2, total=10) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
+    linear = [lr_multiplier(s, warmup=2, total=10, decay="linear", min_ratio=0.1) for s in range(10)]
+    assert linear[:3] == [0.5, 1.0, 1.0] and linear[-1] == pytest.approx(0.1)
+    assert linear[5] == pytest.approx(0.1 + 0.9 * (1 - 3 / 7))
+    cosine = [lr_multiplier(s, warmup=0, total=5, decay="cosine") for s in range(5)]
+    assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4), 0.0])
+    assert lr_multiplier(50, warmup=0, total=10, decay="cosine") == pytest.approx(0.0)  # past the end: the floor
+
+
+def test_learner_follows_the_configured_decay(tiny_path):
+    cfg = small_config(lr_decay="linear", min_lr_ratio=0.2, steps=2)
+    cfg.algo.epochs, cfg.algo.minibatches = 1, 1  # one optimizer step per update: 2 in the run
+    learner = Learner(cfg, tiny_path)
+    first, second = (learner.update(make_samples(4))["lr"] for _ in range(2))
+    assert first == pytest.approx(1e-3) and second == pytest.approx(2e-4)

@@ -99,3 +99,19 @@ def test_resume_on_a_different_number_of_ranks(tmp_path: Path, stage: int) -> No
     checkpoint = run_dir / "checkpoints" / "step-000002"
     assert (checkpoint / "deepspeed-universal").is_dir() == (stage > 0)
     assert (checkpoint / "deepspeed").is_dir()  # the original shards are kept as they were
+
+
+@pytest.mark.vllm
+def test_two_ranks_each_with_a_vllm_engine(tmp_path: Path) -> None:
+    """Every rank owns an in-process vLLM engine (external-launcher mode) next to its learner shard."""
+    run_dir = tmp_path / "run"
+    args = ["rollout.engine=vllm", "rollout.kv_cache_gb=0.25", "trainer.zero_stage=2", "rollout.samples_per_step=16",
+            "eval.every=0", "trainer.steps=2"]
+    proc = subprocess.run(_torchrun(run_dir, *args), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["dist/world_size"] == 2
+        assert row["dist/weights_divergence"] == 0.0 and row["dist/rae_divergence"] == 0.0
+        assert row["rollout/samples"] >= 16
