@@ -72,11 +72,15 @@ def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str,
     except ImportError:
         Console(stderr=True).print("logging.wandb is on but wandb is not installed (pip install 'spiral[wandb]'); skipping")
         return None
-    if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
-        os.environ["WANDB_MODE"] = "offline"
+    # No key and no explicit mode: nothing could be uploaded, so write an offline run (`wandb sync` later).
+    mode = None if (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")) else "offline"
     try:
-        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config)
+        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config, mode=mode)
     except Exception as err:
-        os.environ["WANDB_MODE"] = "offline"
         Console(stderr=True).print(f"wandb init failed ({err}); logging offline")
-        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config, mode="offline")
+    try:
+        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config,
+                          mode="offline")
+    except Exception as err:  # a logging sink must never end a training run
+        Console(stderr=True).print(f"wandb offline init failed too ({err}); continuing without wandb")
+        return None
