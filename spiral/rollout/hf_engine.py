@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from spiral.models.dtypes import resolve_dtype
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.types import EngineOutput, SamplingSettings
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 # A batch whose prompts share at least this many leading tokens (a game's rules, say) computes them
 # once and shares their KV cache across the rows; below it the extra forward call costs more than it saves.
@@ -108,7 +112,7 @@ class HFEngine(Engine):
         return ids.to(self.device), mask.to(self.device)
 
     def _prefill(self, seqs: list[list[int]], logits_to_keep: int, prompt_lens: list[int],
-                 cache=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 cache: DynamicCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward a batch of sequences; returns (logits of the last `logits_to_keep` positions, mask, positions).
 
         Sequences are left-padded. When they share a long common prefix, it is run once at batch size 1
