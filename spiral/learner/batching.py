@@ -66,6 +66,18 @@ class Batch:
                 pieces.append(torch.log_softmax(totals, dim=0)[choice : choice + 1])
         return pad_sequence(pieces, batch_first=True)
 
+    def move_entropies(self, flat: Tensor) -> Tensor:
+        """[C] entropy of each choice sample's renormalised distribution over its legal moves (in nats),
+        from the same per-token values as `sample_logprobs`; empty without choice samples."""
+        out, offset = [], 0
+        for lengths, choice in zip(self.branch_lengths, self.choice_index):
+            values = flat[offset : offset + sum(lengths)]
+            offset += sum(lengths)
+            if choice >= 0:
+                logp = torch.log_softmax(torch.stack([v.sum() for v in values.split(lengths)]), dim=0)
+                out.append(-(logp.exp() * logp).sum())
+        return torch.stack(out) if out else flat.new_zeros(0)
+
 
 def tree_attention_mask(branch_ids: Tensor) -> Tensor:
     """[B, 1, L, L] bool, True where query i may attend to key j: causal, the key is real, and the key is

@@ -197,13 +197,14 @@ class Learner:
         return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk)
 
     def _forward(self, module: nn.Module, batch: Batch, temperature: float,
-                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-        """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of
-        every scored token of every row (flat)."""
+                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of every
+        scored token over the vocabulary (flat) and of each choice sample's distribution over its moves."""
         lp, ent = module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
                          batch.score_targets, temperature=temperature, return_entropy=return_entropy,
                          tree=batch.has_choices)
-        return batch.sample_logprobs(lp), ent
+        moves = batch.move_entropies(lp.detach()) if return_entropy else None
+        return batch.sample_logprobs(lp), ent, moves
 
     @torch.no_grad()
     def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float) -> list[Tensor]:
@@ -220,14 +221,14 @@ class Learner:
                 self._dummy_forward(module, temperature)
                 continue
             batch = collate([samples[j] for j in groups[i]], self.pad_id).to(self.device)
-            lp, _ = self._forward(module, batch, temperature)
+            lp, _, _ = self._forward(module, batch, temperature)
             out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(groups[i])))
         return out
 
     def _dummy_forward(self, module: nn.Module, temperature: float) -> Tensor:
         sample = TurnSample(game="", seat=0, prompt_ids=[self.pad_id], completion_ids=[self.pad_id], logprobs=[0.0],
                             ret=0.0)
-        lp, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
+        lp, _, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
         return lp
 
     # ---------------------------------------------------------------- public API
@@ -259,7 +260,7 @@ class Learner:
         self.engine.module.train()
 
         totals = {"loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 0.0, "entropy": 0.0,
-                  "kl_ref": 0.0}
+                  "kl_ref": 0.0, "move_entropy": 0.0, "choice_samples": 0.0}
         tokens_seen, entropy_tokens, steps, skipped, grad_norms = 0.0, 0.0, 0, 0, []
         for epoch in range(algo.epochs):
             order = shuffled_order(len(samples), seed=self.cfg.run.seed * 1_000_003 + self.updates * 101 + epoch)
@@ -280,7 +281,8 @@ class Learner:
                         continue
                     group = groups[i]
                     batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-                    new_lp, entropy = self._forward(self.engine, batch, temperature, return_entropy=True)
+                    new_lp, entropy, move_entropy = self._forward(self.engine, batch, temperature,
+                                                                  return_entropy=True)
                     old_lp = pad_sequence([old[j] for j in group], batch_first=True).to(new_lp.dtype)
                     ref_lp = None
                     if ref is not None:
@@ -297,6 +299,8 @@ class Learner:
                     totals["loss"] += loss.item()
                     totals["entropy"] += entropy.sum().item()
                     entropy_tokens += entropy.numel()
+                    totals["move_entropy"] += move_entropy.sum().item()
+                    totals["choice_samples"] += move_entropy.numel()
                     for key in ("clip_fraction", "approx_kl", "ratio_mean", "kl_ref"):
                         if key in stats:
                             totals[key] += stats[key].item() * n
@@ -324,6 +328,8 @@ class Learner:
         }
         if self.reference is not None:
             metrics["kl_ref"] = values["kl_ref"] / tokens_all
+        if values["choice_samples"] > 0:  # the entropy that matters when moves are chosen among the legal ones
+            metrics["move_entropy"] = values["move_entropy"] / values["choice_samples"]
         return metrics
 
     def _step(self, bad_loss: bool) -> tuple[bool, float | None]:

@@ -33,6 +33,7 @@ def test_collate_aligns_scored_positions_with_completion_tokens():
     assert batch.advantages.tolist() == [1.0, -1.0]
     flat = torch.arange(5, dtype=torch.float32)
     assert batch.sample_logprobs(flat).tolist() == [[0.0, 1.0, 0.0], [2.0, 3.0, 4.0]]
+    assert batch.move_entropies(flat).numel() == 0  # no choice samples
     assert batch.sample_mask.tolist() == [[True, True, False], [True, True, True]]
 
 
@@ -63,6 +64,8 @@ def test_choice_sample_packs_its_moves_behind_one_prompt():
     p6, p78 = 0.2, 0.5 * 0.6
     assert out[0].tolist() == pytest.approx([math.log(0.5), math.log(0.25)])
     assert out[1, 0].item() == pytest.approx(math.log(p78 / (p6 + p78)))
+    q6, q78 = p6 / (p6 + p78), p78 / (p6 + p78)
+    assert batch.move_entropies(flat).tolist() == pytest.approx([-(q6 * math.log(q6) + q78 * math.log(q78))])
     assert batch.sample_mask.tolist() == [[True, True], [True, False]]
     with pytest.raises(ValueError, match="choice_index"):
         collate([TurnSample("g", 0, [1], [2], [0.0], 0.0, choices=[[2]], choice_index=3)], pad_id=0)

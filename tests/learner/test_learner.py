@@ -59,8 +59,11 @@ def test_choice_samples_score_and_train_on_the_renormalised_distribution(tiny_pa
     scores = learner.score(samples)
     assert len(scores[0]) == 1 and len(scores[1]) == 2
     assert scores[0][0] == pytest.approx(torch.log_softmax(totals, 0)[1].item(), abs=1e-4)
-    learner.update(samples)
+    metrics = learner.update(samples)
     assert learner.score(samples)[0][0] > scores[0][0]
+    # The entropy over the three moves, averaged over the update's epochs (the policy moves a little).
+    moves = torch.softmax(totals, 0)
+    assert metrics["move_entropy"] == pytest.approx(-(moves * moves.log()).sum().item(), abs=0.05)
 
 
 def test_updates_change_weights_and_improve_objective(tiny_path):
@@ -71,6 +74,7 @@ def test_updates_change_weights_and_improve_objective(tiny_path):
         metrics = learner.update(samples)
         assert metrics["skipped"] == 0 and metrics["optimizer_steps"] == 2
         assert all(math.isfinite(metrics[k]) for k in ("policy_loss", "grad_norm", "entropy", "approx_kl"))
+        assert "move_entropy" not in metrics  # free-form samples only
     after_w = weights(learner)
     assert any(not torch.equal(before_w[k], after_w[k]) for k in before_w)
     assert _objective(learner, samples) > before_obj + 1.0
