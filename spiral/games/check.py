@@ -57,20 +57,24 @@ def _check_illegal_moves(game: Game, legal: list[str], where: str) -> None:
             raise GameCheckError(f"parse_action crashed on {junk[:40]!r}: {err!r} ({where})") from err
         if parsed is not None and parsed not in legal:
             raise GameCheckError(f"parse_action({junk[:40]!r}) returned {parsed!r}, which is not legal ({where})")
-        try:
-            game.apply_action(junk)
-        except IllegalMoveError:
-            pass
-        except Exception as err:  # noqa: BLE001
-            raise GameCheckError(f"apply_action crashed on the illegal move {junk[:40]!r}: {err!r} ({where})") from err
-        else:
-            raise GameCheckError(f"apply_action accepted the illegal move {junk[:40]!r} ({where})")
+        _must_refuse(game, junk, f"the illegal move {junk[:40]!r}", where)
         if _trace(game) != before:
             raise GameCheckError(f"a refused move {junk[:40]!r} changed the state ({where})")
     for action in legal:
         parsed = game.parse_action(f"I choose \\boxed{{{action}}}")
         if parsed != action:
             raise GameCheckError(f"parse_action of the boxed legal move {action!r} gave {parsed!r} ({where})")
+
+
+def _must_refuse(game: Game, move: str, what: str, where: str) -> None:
+    """apply_action(move) must raise IllegalMoveError: anything else, or no error, is a finding."""
+    try:
+        game.apply_action(move)
+    except IllegalMoveError:
+        return
+    except Exception as err:  # noqa: BLE001 - any crash is the finding
+        raise GameCheckError(f"apply_action crashed on {what}: {err!r} ({where})") from err
+    raise GameCheckError(f"apply_action accepted {what} ({where})")
 
 
 def _play(game: Game, seed: int, rng: random.Random, probe: bool) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -100,14 +104,8 @@ def _check_returns(game: Game, where: str) -> tuple[float, ...]:
         raise GameCheckError(f"returns() must be {game.num_players} finite numbers, got {returns!r} ({where})")
     if abs(sum(returns)) > 1e-9:
         raise GameCheckError(f"returns {returns!r} are not zero-sum ({where})")
-    try:
-        game.apply_action(game.legal_actions()[0] if game.legal_actions() else "any move")
-    except IllegalMoveError:
-        pass
-    except Exception as err:  # noqa: BLE001
-        raise GameCheckError(f"apply_action after the end crashed: {err!r} ({where})") from err
-    else:
-        raise GameCheckError(f"apply_action after the end was accepted ({where})")
+    move = game.legal_actions()[0] if game.legal_actions() else "any move"
+    _must_refuse(game, move, f"the move {move!r} after the end", where)
     return returns
 
 

@@ -10,7 +10,7 @@ once per move.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,28 +55,25 @@ class Batch:
         of the chosen move renormalised over the legal moves (a move's log-prob is the sum over its
         tokens). Differentiable.
         """
-        pieces, offset = [], 0
-        for lengths, choice in zip(self.branch_lengths, self.choice_index):
-            values = flat[offset : offset + sum(lengths)]
-            offset += sum(lengths)
-            if choice < 0:
-                pieces.append(values)
-            else:
-                totals = torch.stack([v.sum() for v in values.split(lengths)])
-                pieces.append(torch.log_softmax(totals, dim=0)[choice : choice + 1])
+        pieces = [values if choice < 0 else values[choice : choice + 1] for choice, values in self._per_sample(flat)]
         return pad_sequence(pieces, batch_first=True)
 
     def move_entropies(self, flat: Tensor) -> Tensor:
         """[C] entropy of each choice sample's renormalised distribution over its legal moves (in nats),
         from the same per-token values as `sample_logprobs`; empty without choice samples."""
-        out, offset = [], 0
+        out = [-(logp.exp() * logp).sum() for choice, logp in self._per_sample(flat) if choice >= 0]
+        return torch.stack(out) if out else flat.new_zeros(0)
+
+    def _per_sample(self, flat: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """(choice index, values) per sample: a free sample's token values, or a choice sample's move
+        log-probs renormalised over its legal moves."""
+        offset = 0
         for lengths, choice in zip(self.branch_lengths, self.choice_index):
             values = flat[offset : offset + sum(lengths)]
             offset += sum(lengths)
             if choice >= 0:
-                logp = torch.log_softmax(torch.stack([v.sum() for v in values.split(lengths)]), dim=0)
-                out.append(-(logp.exp() * logp).sum())
-        return torch.stack(out) if out else flat.new_zeros(0)
+                values = torch.log_softmax(torch.stack([v.sum() for v in values.split(lengths)]), dim=0)
+            yield choice, values
 
 
 def tree_attention_mask(branch_ids: Tensor) -> Tensor:

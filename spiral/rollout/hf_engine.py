@@ -124,22 +124,20 @@ class HFEngine(Engine):
         # commonprefix compares element-wise, so it works on token-id lists as well as on strings.
         shared = min(len(os.path.commonprefix(seqs)), min(prompt_lens) - 1)
         if len(seqs) == 1 or shared < MIN_SHARED_PREFIX:
-            ids, mask = self._left_pad(seqs)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=cache is not None, logits_to_keep=logits_to_keep).logits
-            return logits, mask, positions
-        from transformers import DynamicCache
+            shared = 0
+        else:
+            from transformers import DynamicCache
 
-        cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        prefix = torch.tensor([seqs[0][:shared]], device=self.device)
-        self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache.batch_repeat_interleave(len(seqs))
+            cache = cache if cache is not None else DynamicCache(config=self.model.config)
+            prefix = torch.tensor([seqs[0][:shared]], device=self.device)
+            self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(len(seqs))
         ids, rest_mask = self._left_pad([s[shared:] for s in seqs])
         mask = torch.cat([rest_mask.new_ones((len(seqs), shared)), rest_mask], dim=1)
-        positions = (mask.cumsum(-1) - 1)[:, shared:]
+        # Leading padding would get position -1 without a shared prefix; it is masked out anyway.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=logits_to_keep).logits
+                            use_cache=cache is not None, logits_to_keep=logits_to_keep).logits
         return logits, mask, positions
 
     def _batches(self, n: int) -> list[range]:

@@ -64,7 +64,12 @@ def test_identical_prompts_in_one_batch_sample_independently(engine, prompts):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_logprobs_are_tempered_log_softmax(engine, prompts, temperature):
-    outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=3))
+    _assert_reports_exact_logprobs(engine, prompts, temperature, seed=3)
+
+
+def _assert_reports_exact_logprobs(engine, prompts, temperature: float, seed: int) -> None:
+    """Sampled tokens' reported log-probs equal log_softmax(logits / T) of an unpadded forward."""
+    outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=seed))
     for prompt, out in zip(prompts, outs):
         ref = reference_logprobs(engine.model, prompt, out.token_ids, temperature)
         torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=ATOL, rtol=0)
@@ -197,10 +202,7 @@ def test_game_prompts_share_a_long_prefix(game_prompts):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_shared_prefix_generation_reports_exact_logprobs(wide_engine, game_prompts, temperature):
-    outs = wide_engine.generate(game_prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=5))
-    for prompt, out in zip(game_prompts, outs):
-        ref = reference_logprobs(wide_engine.model, prompt, out.token_ids, temperature)
-        torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=ATOL, rtol=0)
+    _assert_reports_exact_logprobs(wide_engine, game_prompts, temperature, seed=5)
 
 
 def test_shared_prefix_greedy_equals_each_prompt_alone(wide_engine, game_prompts):
