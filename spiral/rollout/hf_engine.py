@@ -21,6 +21,7 @@ import torch
 from spiral.models.dtypes import resolve_dtype
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
+from spiral.rollout.hf_cache import preallocated_cache
 from spiral.types import EngineOutput, SamplingSettings
 
 if TYPE_CHECKING:
@@ -53,8 +54,10 @@ def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator) -> torc
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
     # right=True skips zero-probability entries (their CDF equals the previous entry's).
     drawn = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.shape[1] - 1)
-    # Rounding can put u at the very top of the CDF, past the last entry with mass; take the mode then.
-    return torch.where(probs.gather(1, drawn[:, None]).squeeze(1) > 0, drawn, probs.argmax(-1))
+    # Rounding can put u at the very top of the CDF, past the last entry with mass; take the mode then
+    # (rare, so the argmax over the vocabulary is only paid when it happens).
+    has_mass = probs.gather(1, drawn[:, None]).squeeze(1) > 0
+    return drawn if bool(has_mass.all()) else torch.where(has_mass, drawn, probs.argmax(-1))
 
 
 class HFEngine(Engine):
@@ -156,9 +159,8 @@ class HFEngine(Engine):
     def _generate_batch(self, prompts: list[list[int]], budgets: list[int], sampling: SamplingSettings,
                         generator: torch.Generator) -> list[EngineOutput]:
         """Decode one left-padded batch step by step with the model's KV cache."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
+        # Room for the longest prompt plus the largest budget: the batch is never wider than that.
+        cache = preallocated_cache(self.model.config, max(len(p) for p in prompts) + max(budgets))
         logits, mask, positions = self._prefill(prompts, 1, [len(p) for p in prompts], cache)
         logits = logits[:, -1]
         n = len(prompts)
