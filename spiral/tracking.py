@@ -5,6 +5,7 @@ Only rank 0 writes; W&B failures (no network, no key) fall back to offline mode 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -74,13 +75,14 @@ def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str,
         return None
     # No key and no explicit mode: nothing could be uploaded, so write an offline run (`wandb sync` later).
     mode = None if (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")) else "offline"
+    init = functools.partial(wandb.init, project=project, name=name or Path(run_dir).name, dir=str(run_dir),
+                             config=config)
     try:
-        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config, mode=mode)
+        return init(mode=mode)
     except Exception as err:
         Console(stderr=True).print(f"wandb init failed ({err}); logging offline")
     try:
-        return wandb.init(project=project, name=name or Path(run_dir).name, dir=str(run_dir), config=config,
-                          mode="offline")
+        return init(mode="offline")
     except Exception as err:  # a logging sink must never end a training run
         Console(stderr=True).print(f"wandb offline init failed too ({err}); continuing without wandb")
         return None

@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
                                                load_lr_scheduler_states=True)
     if loaded is None:
-        raise RuntimeError(f"DeepSpeed could not load the training state in {path / 'deepspeed'}")
+        raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
     learner.updates = int(meta["learner"]["updates"])
     rng_file = path / "rng" / f"rank-{dist_utils.rank()}.pt"
     if rng_file.is_file():  # absent when resuming with more ranks than were saved

@@ -240,4 +240,3 @@ class HFEngine(Engine):
         self._params = {}
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
