@@ -22,6 +22,8 @@ def ppo_loss(
     norm_constant: float = 1.0,
     ref_logprobs: Tensor | None = None,
     kl_coef: float = 0.0,
+    entropy: Tensor | None = None,
+    entropy_coef: float = 0.0,
     num_sequences: float | None = None,
     num_tokens: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -31,7 +33,8 @@ def ppo_loss(
     `advantages` is [B] (one per sequence) or [B, T].
 
     Per token: max(−A·r, −A·clip(r, 1−ε, 1+ε)) with r = exp(new − old), plus `kl_coef`·k3 where
-    k3 = exp(ref − new) − (ref − new) − 1 when `kl_coef` > 0. Aggregation over the masked tokens:
+    k3 = exp(ref − new) − (ref − new) − 1 when `kl_coef` > 0, minus `entropy_coef`·`entropy` (the
+    policy's entropy at that token, [B, T]) when `entropy_coef` > 0. Aggregation over the masked tokens:
     - `seq_sum_norm` (the paper): the sum of all token losses / (num_sequences · norm_constant), i.e.
       each sequence's summed token loss divided by the generation budget, averaged over sequences;
       longer answers therefore carry proportionally more weight than under a per-sequence mean.
@@ -49,6 +52,8 @@ def ppo_loss(
         )
     if kl_coef > 0 and ref_logprobs is None:
         raise ValueError("kl_coef > 0 needs ref_logprobs")
+    if entropy_coef > 0 and (entropy is None or entropy.shape != mask.shape):
+        raise ValueError(f"entropy_coef > 0 needs an entropy tensor of the mask's shape {tuple(mask.shape)}")
     mask = mask.bool()
     if advantages.dim() == 1:
         advantages = advantages[:, None]
@@ -64,6 +69,8 @@ def ppo_loss(
         ref_diff = torch.where(mask, ref_logprobs - new_logprobs, 0.0)
         kl_ref = torch.exp(ref_diff) - ref_diff - 1.0
         token_loss = token_loss + kl_coef * kl_ref
+    if entropy_coef > 0:
+        token_loss = token_loss - entropy_coef * torch.where(mask, entropy.to(token_loss.dtype), 0.0)
     token_loss = torch.where(mask, token_loss, 0.0)
 
     n_tokens = mask.sum()

@@ -165,12 +165,18 @@ class AlgoConfig:
     """The constant for `seq_sum_norm`; 0 means `rollout.max_tokens`."""
     kl_coef: float = 0.0
     """Coefficient of a KL penalty to the frozen initial policy; 0 disables it (and the reference model)."""
+    entropy_coef: float = 0.0
+    """Weight of an entropy bonus: the loss subtracts this times the policy's entropy at each learning
+    token (over the legal moves for a choice sample, over the vocabulary for a free completion),
+    aggregated like the PPO loss. Keeps exploring where a policy would turn deterministic too early;
+    0 (the paper) disables it."""
     filter_zero_advantage: bool = False
     """Drop samples whose advantage is exactly zero before the update."""
 
     def __post_init__(self) -> None:
         _require(self.loss_agg in ("seq_sum_norm", "token_mean"), f"algo.loss_agg unknown: {self.loss_agg!r}")
         _require(self.clip_eps > 0, "algo.clip_eps must be positive")
+        _require(self.entropy_coef >= 0, "algo.entropy_coef must be >= 0")
         _require(self.epochs >= 1 and self.minibatches >= 1, "algo.epochs and algo.minibatches must be >= 1")
 
 
@@ -204,6 +210,10 @@ class TrainerConfig:
     """Log-prob scoring: `auto` (Triton on CUDA, chunked torch elsewhere), `triton` or `torch`."""
     logprob_chunk: int = 1024
     """Tokens per chunk on the torch scoring path (peak extra memory ~ chunk × vocab × 4 bytes)."""
+    share_prompt_prefix: bool = True
+    """Compute the leading prompt tokens that every sample of a micro-batch shares (a game's rules) once,
+    not once per sample. Needs sdpa or eager attention; training forwards skip it under gradient
+    checkpointing, scoring forwards always use it."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "trainer.steps must be non-negative")

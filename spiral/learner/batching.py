@@ -5,7 +5,8 @@ prompt + completion. A sample played with `rollout.action_constraint: choice` pa
 then every legal move as a branch: a branch's tokens attend to the prompt and to their own branch
 only (`tree_attention_mask`) and their positions continue from the prompt's end, so each move is
 scored exactly as if it stood alone after the prompt, while the prompt is computed once instead of
-once per move.
+once per move. Leading tokens that every row shares (a game's rules) are recorded as `shared_prefix`,
+so the scorer can compute them once for the whole batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from spiral.models.prefix import shared_prefix_length
 from spiral.types import TurnSample
 
 PAD_BRANCH = -1  # branch id of padding
@@ -37,6 +39,7 @@ class Batch:
     sample_mask: Tensor  # [B, T] bool: the sample's learning tokens (one for a choice sample)
     branch_lengths: list[list[int]]  # per sample: scored tokens per branch (a free sample: [completion length])
     choice_index: list[int]  # per sample: the chosen move, or -1 for a free completion
+    shared_prefix: int = 0  # leading columns identical in every row, all before any scored hidden state
 
     @property
     def has_choices(self) -> bool:
@@ -46,7 +49,7 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         tensors = (self.input_ids, self.position_ids, self.branch_ids, self.score_rows, self.score_cols,
                    self.score_targets, self.advantages, self.sample_mask)
-        return Batch(*(t.to(device) for t in tensors), self.branch_lengths, self.choice_index)
+        return Batch(*(t.to(device) for t in tensors), self.branch_lengths, self.choice_index, self.shared_prefix)
 
     def sample_logprobs(self, flat: Tensor) -> Tensor:
         """[B, T] per-sample log-probs (zero-padded, see `sample_mask`) from one value per scored token.
@@ -58,19 +61,25 @@ class Batch:
         pieces = [values if choice < 0 else values[choice : choice + 1] for choice, values in self._per_sample(flat)]
         return pad_sequence(pieces, batch_first=True)
 
-    def move_entropies(self, flat: Tensor) -> Tensor:
-        """[C] entropy of each choice sample's renormalised distribution over its legal moves (in nats),
-        from the same per-token values as `sample_logprobs`; empty without choice samples."""
-        out = [-(logp.exp() * logp).sum() for choice, logp in self._per_sample(flat) if choice >= 0]
-        return torch.stack(out) if out else flat.new_zeros(0)
+    def sample_entropies(self, flat_logprobs: Tensor, flat_entropy: Tensor) -> Tensor:
+        """[B, T] the policy's entropy (nats) at each learning token, aligned with `sample_logprobs`: over
+        the vocabulary for a free sample's tokens (`flat_entropy`, one value per scored token), over the
+        legal moves for a choice sample (from `flat_logprobs`). Differentiable."""
+        pieces = [entropy if choice < 0 else -(logp.exp() * logp).sum()[None]
+                  for (choice, logp), entropy in zip(self._per_sample(flat_logprobs), self._slices(flat_entropy))]
+        return pad_sequence(pieces, batch_first=True)
+
+    def _slices(self, flat: Tensor) -> Iterator[Tensor]:
+        """Each sample's run of per-scored-token values."""
+        offset = 0
+        for lengths in self.branch_lengths:
+            yield flat[offset : offset + sum(lengths)]
+            offset += sum(lengths)
 
     def _per_sample(self, flat: Tensor) -> Iterator[tuple[int, Tensor]]:
         """(choice index, values) per sample: a free sample's token values, or a choice sample's move
         log-probs renormalised over its legal moves."""
-        offset = 0
-        for lengths, choice in zip(self.branch_lengths, self.choice_index):
-            values = flat[offset : offset + sum(lengths)]
-            offset += sum(lengths)
+        for lengths, choice, values in zip(self.branch_lengths, self.choice_index, self._slices(flat)):
             if choice >= 0:
                 values = torch.log_softmax(torch.stack([v.sum() for v in values.split(lengths)]), dim=0)
             yield choice, values
@@ -139,6 +148,8 @@ def collate(samples: Sequence[TurnSample], pad_id: int) -> Batch:
         torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32),
         torch.arange(max(learn_tokens))[None, :] < torch.tensor(learn_tokens)[:, None],
         branch_lengths, choice_index,
+        # Every row's last prompt token predicts its first scored token, so it stays out of the prefix.
+        shared_prefix_length([s.prompt_ids for s in samples], min(len(s.prompt_ids) for s in samples) - 1),
     )
 
 

@@ -36,9 +36,13 @@ from spiral.learner.batching import (
     tree_attention_mask,
 )
 from spiral.models.dtypes import resolve_dtype
+from spiral.models.prefix import fill_shared_prefix
 from spiral.types import TurnSample
 
 log = logging.getLogger(__name__)
+
+# Attention implementations that take a custom 4D mask (the tree mask, or a mask over a shared prefix's cache).
+_CUSTOM_MASK_ATTENTION = ("sdpa", "eager")
 
 
 class PolicyScorer(nn.Module):
@@ -49,11 +53,13 @@ class PolicyScorer(nn.Module):
     ZeRO-3 the head weight is registered as an external parameter so it is gathered for this forward.
     """
 
-    def __init__(self, model: nn.Module, backend: str = "auto", chunk_size: int = 1024) -> None:
+    def __init__(self, model: nn.Module, backend: str = "auto", chunk_size: int = 1024,
+                 share_prefix: bool = True) -> None:
         super().__init__()
         self.model = model
         self.backend = backend
         self.chunk_size = chunk_size
+        self.share_prefix = share_prefix
 
     @property
     def causal_lm(self) -> nn.Module:
@@ -63,19 +69,35 @@ class PolicyScorer(nn.Module):
 
     def forward(self, input_ids: Tensor, position_ids: Tensor, branch_ids: Tensor, score_rows: Tensor,
                 score_cols: Tensor, score_targets: Tensor, temperature: float = 1.0, return_entropy: bool = False,
-                tree: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Log-probs (and entropy) of the scored tokens of a `Batch`; `tree` when rows pack several moves."""
-        mask = self._tree_mask(branch_ids) if tree else (branch_ids != PAD_BRANCH).long()
-        hidden = self.causal_lm.get_decoder()(input_ids=input_ids, position_ids=position_ids,
-                                              attention_mask=mask).last_hidden_state
-        weight, bias = lm_head_weight(self.model)
-        return token_logprobs(hidden[score_rows, score_cols], weight, score_targets, temperature=temperature,
-                              bias=bias, return_entropy=return_entropy, backend=self.backend,
-                              chunk_size=self.chunk_size)
+                tree: bool = False, shared_prefix: int = 0) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (and entropy) of the scored tokens of a `Batch`; `tree` when rows pack several moves,
+        `shared_prefix` the batch's leading columns common to every row (computed once when possible)."""
+        decoder = self.causal_lm.get_decoder()
+        prefix = shared_prefix if self._can_share_prefix() else 0
+        if prefix:
+            from transformers import DynamicCache
 
-    def _tree_mask(self, branch_ids: Tensor) -> Tensor:
-        """`tree_attention_mask` in the form the model's attention implementation takes as a custom 4D mask."""
-        allowed = tree_attention_mask(branch_ids)
+            cache = DynamicCache(config=self.causal_lm.config)
+            fill_shared_prefix(decoder, input_ids[0, :prefix], input_ids.shape[0], cache)
+            mask = self._custom_mask(tree_attention_mask(branch_ids)[:, :, prefix:])
+            hidden = decoder(input_ids=input_ids[:, prefix:], position_ids=position_ids[:, prefix:],
+                             attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
+        else:
+            mask = self._custom_mask(tree_attention_mask(branch_ids)) if tree else (branch_ids != PAD_BRANCH).long()
+            hidden = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=mask).last_hidden_state
+        weight, bias = lm_head_weight(self.model)
+        return token_logprobs(hidden[score_rows, score_cols - prefix], weight, score_targets,
+                              temperature=temperature, bias=bias, return_entropy=return_entropy,
+                              backend=self.backend, chunk_size=self.chunk_size)
+
+    def _can_share_prefix(self) -> bool:
+        """Whether this forward may compute the shared prefix once and reuse its KV cache."""
+        if self.training and self.causal_lm.is_gradient_checkpointing:
+            return False  # transformers drops the KV cache inside checkpointed layers
+        return self.share_prefix and self.causal_lm.config._attn_implementation in _CUSTOM_MASK_ATTENTION
+
+    def _custom_mask(self, allowed: Tensor) -> Tensor:
+        """A [B, 1, Q, K] bool mask (True: may attend) in the form the model's attention implementation takes."""
         implementation = self.causal_lm.config._attn_implementation
         if implementation == "sdpa":
             return allowed
@@ -146,7 +168,7 @@ class Learner:
 
         model = _load_model(cfg, model_path, self.dtype)
         self.is_lora = cfg.model.lora.r > 0
-        self.scorer = PolicyScorer(model, tr.logprob_backend, tr.logprob_chunk)
+        self.scorer = PolicyScorer(model, tr.logprob_backend, tr.logprob_chunk, tr.share_prompt_prefix)
         self.pad_id = self._pad_id(model)
 
         ds_config = {
@@ -194,17 +216,24 @@ class Learner:
         ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype,
                                                    trust_remote_code=self.cfg.model.trust_remote_code)
         ref.requires_grad_(False).eval().to(self.device)
-        return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk)
+        return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk,
+                            self.cfg.trainer.share_prompt_prefix)
 
     def _forward(self, module: nn.Module, batch: Batch, temperature: float,
                  return_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of every
-        scored token over the vocabulary (flat) and of each choice sample's distribution over its moves."""
+        scored token over the vocabulary (flat) and the [B, T] entropy at each learning token (see
+        `Batch.sample_entropies`)."""
+        shared = batch.shared_prefix
+        if self.cfg.trainer.zero_stage == 3 and dist_utils.world_size() > 1:
+            # ZeRO-3 gathers a layer's parameters collectively at every call, so every rank must make as
+            # many decoder calls as the others: share the prefix only where all ranks can.
+            shared = 0 if dist_utils.all_reduce_max([float(shared == 0)])[0] > 0 else shared
         lp, ent = module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
                          batch.score_targets, temperature=temperature, return_entropy=return_entropy,
-                         tree=batch.has_choices)
-        moves = batch.move_entropies(lp.detach()) if return_entropy else None
-        return batch.sample_logprobs(lp), ent, moves
+                         tree=batch.has_choices, shared_prefix=shared)
+        learning = batch.sample_entropies(lp, ent) if return_entropy else None
+        return batch.sample_logprobs(lp), ent, learning
 
     @torch.no_grad()
     def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float) -> list[Tensor]:
@@ -281,15 +310,16 @@ class Learner:
                         continue
                     group = groups[i]
                     batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-                    new_lp, entropy, move_entropy = self._forward(self.engine, batch, temperature,
-                                                                  return_entropy=True)
+                    new_lp, entropy, learning_entropy = self._forward(self.engine, batch, temperature,
+                                                                      return_entropy=True)
                     old_lp = pad_sequence([old[j] for j in group], batch_first=True).to(new_lp.dtype)
                     ref_lp = None
                     if ref is not None:
                         ref_lp = pad_sequence([ref[j] for j in group], batch_first=True).to(new_lp.dtype)
                     loss, stats = ppo_loss(new_lp, old_lp, batch.advantages, batch.sample_mask, clip_eps=algo.clip_eps,
                                            loss_agg=algo.loss_agg, norm_constant=norm, ref_logprobs=ref_lp,
-                                           kl_coef=algo.kl_coef, num_sequences=g_seqs, num_tokens=g_tokens)
+                                           kl_coef=algo.kl_coef, entropy=learning_entropy,
+                                           entropy_coef=algo.entropy_coef, num_sequences=g_seqs, num_tokens=g_tokens)
                     if not torch.isfinite(loss.detach()).item():
                         bad = 1.0
                     # DeepSpeed averages gradients over ranks; the loss is already a global mean.
@@ -299,6 +329,7 @@ class Learner:
                     totals["loss"] += loss.item()
                     totals["entropy"] += entropy.sum().item()
                     entropy_tokens += entropy.numel()
+                    move_entropy = learning_entropy.detach()[[c >= 0 for c in batch.choice_index], 0]
                     totals["move_entropy"] += move_entropy.sum().item()
                     totals["choice_samples"] += move_entropy.numel()
                     for key in ("clip_fraction", "approx_kl", "ratio_mean", "kl_ref"):

@@ -11,7 +11,6 @@ matching vLLM's "processed_logprobs" mode.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from spiral.models.dtypes import resolve_dtype
+from spiral.models.prefix import fill_shared_prefix, shared_prefix_length
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.rollout.hf_cache import preallocated_cache
@@ -26,10 +26,6 @@ from spiral.types import EngineOutput, SamplingSettings
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
-
-# A batch whose prompts share at least this many leading tokens (a game's rules, say) computes them
-# once and shares their KV cache across the rows; below it the extra forward call costs more than it saves.
-MIN_SHARED_PREFIX = 16
 
 
 def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
@@ -124,17 +120,13 @@ class HFEngine(Engine):
         The shared part ends before each row's last prompt token (`prompt_lens`), so every logit a
         caller asks for comes from this call.
         """
-        # commonprefix compares element-wise, so it works on token-id lists as well as on strings.
-        shared = min(len(os.path.commonprefix(seqs)), min(prompt_lens) - 1)
-        if len(seqs) == 1 or shared < MIN_SHARED_PREFIX:
-            shared = 0
-        else:
+        shared = shared_prefix_length(seqs, min(prompt_lens) - 1)
+        if shared:
             from transformers import DynamicCache
 
             cache = cache if cache is not None else DynamicCache(config=self.model.config)
-            prefix = torch.tensor([seqs[0][:shared]], device=self.device)
-            self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache.batch_repeat_interleave(len(seqs))
+            prefix = torch.tensor(seqs[0][:shared], device=self.device)
+            fill_shared_prefix(self.model.get_decoder(), prefix, len(seqs), cache)
         ids, rest_mask = self._left_pad([s[shared:] for s in seqs])
         mask = torch.cat([rest_mask.new_ones((len(seqs), shared)), rest_mask], dim=1)
         # Leading padding would get position -1 without a shared prefix; it is masked out anyway.

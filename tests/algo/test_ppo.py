@@ -83,6 +83,20 @@ def test_kl_penalty_k3():
     assert loss.item() == pytest.approx(0.5 * k3)
 
 
+def test_entropy_bonus_is_subtracted_per_token_and_aggregated_like_the_loss():
+    new = torch.zeros(2, 2)
+    mask = torch.tensor([[True, True], [True, False]])
+    entropy = torch.tensor([[0.3, 0.6], [0.9, 50.0]], requires_grad=True)  # 50.0 sits on a masked slot
+    loss, _ = ppo_loss(new, new, torch.tensor([0.0, 0.0]), mask, clip_eps=0.2, loss_agg="token_mean",
+                       entropy=entropy, entropy_coef=0.1)
+    assert loss.item() == pytest.approx(-0.1 * (0.3 + 0.6 + 0.9) / 3)
+    loss.backward()
+    assert entropy.grad.flatten().tolist() == pytest.approx([-0.1 / 3, -0.1 / 3, -0.1 / 3, 0.0])
+    seq, _ = ppo_loss(new, new, torch.tensor([0.0, 0.0]), mask, clip_eps=0.2, loss_agg="seq_sum_norm",
+                      norm_constant=4.0, entropy=entropy, entropy_coef=0.1)
+    assert seq.item() == pytest.approx(-0.1 * (0.3 + 0.6 + 0.9) / (2 * 4.0))
+
+
 def test_approx_kl_and_ratio_stats():
     new = _lp([[2.0, 0.5]])
     _, stats = ppo_loss(new, torch.zeros_like(new), torch.tensor([0.0], dtype=torch.float64),
@@ -101,3 +115,5 @@ def test_bad_arguments():
         ppo_loss(x, x, torch.zeros(1), x, clip_eps=0.2, loss_agg="token_mean", kl_coef=0.1)
     with pytest.raises(ValueError, match="shape"):
         ppo_loss(x, torch.zeros(1, 3), torch.zeros(1), x, clip_eps=0.2, loss_agg="token_mean")
+    with pytest.raises(ValueError, match="entropy"):
+        ppo_loss(x, x, torch.zeros(1), x, clip_eps=0.2, loss_agg="token_mean", entropy_coef=0.1)

@@ -34,10 +34,12 @@ def small_config(zero_stage: int = 0, lora_r: int = 0, **trainer) -> SpiralConfi
 
 
 def make_samples(n: int = 6, seed: int = 0, vocab: int = 500) -> list[TurnSample]:
-    """Random prompts/completions of varied lengths; alternating +1/−1 advantages."""
+    """Prompts that open with the same 20 "rules" tokens, as game prompts do (so the learner shares that
+    prefix), then random tokens; completions of varied lengths; alternating +1/−1 advantages."""
     rng = random.Random(seed)
+    rules = [rng.randrange(vocab) for _ in range(20)]
     return [
-        TurnSample(game="kuhn_poker", seat=i % 2, prompt_ids=[rng.randrange(vocab) for _ in range(4 + i)],
+        TurnSample(game="kuhn_poker", seat=i % 2, prompt_ids=rules + [rng.randrange(vocab) for _ in range(4 + i)],
                    completion_ids=[rng.randrange(vocab) for _ in range(2 + i % 3)], logprobs=[], ret=1.0,
                    advantage=1.0 if i % 2 == 0 else -1.0)
         for i in range(n)

@@ -33,7 +33,8 @@ def test_collate_aligns_scored_positions_with_completion_tokens():
     assert batch.advantages.tolist() == [1.0, -1.0]
     flat = torch.arange(5, dtype=torch.float32)
     assert batch.sample_logprobs(flat).tolist() == [[0.0, 1.0, 0.0], [2.0, 3.0, 4.0]]
-    assert batch.move_entropies(flat).numel() == 0  # no choice samples
+    # Free samples: the entropy at each learning token is the scored token's own (over the vocabulary).
+    assert batch.sample_entropies(flat, flat + 10).tolist() == [[10.0, 11.0, 0.0], [12.0, 13.0, 14.0]]
     assert batch.sample_mask.tolist() == [[True, True, False], [True, True, True]]
 
 
@@ -65,10 +66,24 @@ def test_choice_sample_packs_its_moves_behind_one_prompt():
     assert out[0].tolist() == pytest.approx([math.log(0.5), math.log(0.25)])
     assert out[1, 0].item() == pytest.approx(math.log(p78 / (p6 + p78)))
     q6, q78 = p6 / (p6 + p78), p78 / (p6 + p78)
-    assert batch.move_entropies(flat).tolist() == pytest.approx([-(q6 * math.log(q6) + q78 * math.log(q78))])
+    # A choice sample's one learning token carries the entropy over its moves, not a vocabulary entropy.
+    entropies = batch.sample_entropies(flat, torch.full((5,), 7.0))
+    assert entropies[0].tolist() == [7.0, 7.0]
+    assert entropies[1, 0].item() == pytest.approx(-(q6 * math.log(q6) + q78 * math.log(q78)))
     assert batch.sample_mask.tolist() == [[True, True], [True, False]]
     with pytest.raises(ValueError, match="choice_index"):
         collate([TurnSample("g", 0, [1], [2], [0.0], 0.0, choices=[[2]], choice_index=3)], pad_id=0)
+
+
+def test_collate_records_the_prefix_every_prompt_shares():
+    rules = list(range(100, 120))  # 20 tokens, above the minimum worth sharing
+    free = _s(rules + [1, 2], [3])
+    choice = TurnSample("g", 0, rules + [1, 5, 6], [7], [0.0], 0.0, choices=[[7], [8]], choice_index=0)
+    assert collate([free, choice], pad_id=0).shared_prefix == 21  # the rules, then the common token 1
+    # Each row's last prompt token predicts its first scored token, so it is never part of the prefix.
+    assert collate([free, _s(rules + [1, 2], [4])], pad_id=0).shared_prefix == 21
+    assert collate([free], pad_id=0).shared_prefix == 0  # one row: nothing to share
+    assert collate([_s(rules[:10] + [1], [3]), _s(rules[:10] + [2], [3])], pad_id=0).shared_prefix == 0  # too short
 
 
 def test_collate_refuses_empty_completion():

@@ -66,6 +66,21 @@ def test_choice_samples_score_and_train_on_the_renormalised_distribution(tiny_pa
     assert metrics["move_entropy"] == pytest.approx(-(moves * moves.log()).sum().item(), abs=0.05)
 
 
+def test_entropy_bonus_alone_spreads_the_move_distribution(tiny_path):
+    """With every advantage zero the PPO term has no gradient, so an update moves the policy only through
+    the entropy bonus: the entropy over the legal moves goes up."""
+    from spiral.types import TurnSample
+
+    moves = [[40, 41], [42], [43, 44, 45]]
+    samples = [TurnSample("tic_tac_toe", 0, [5, 6, 7], moves[1], [], 0.0, advantage=0.0, choices=moves,
+                          choice_index=1)]
+    learner = Learner(small_config(), tiny_path)
+    learner.cfg.algo.entropy_coef = 1.0
+    before = learner.update(samples)["move_entropy"]
+    after = learner.update(samples)["move_entropy"]
+    assert after > before + 1e-3
+
+
 def test_updates_change_weights_and_improve_objective(tiny_path):
     learner = Learner(small_config(), tiny_path)
     samples = make_samples()
@@ -180,6 +195,43 @@ def test_packed_moves_score_like_separate_rows(tiny_path, implementation):
             logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
             expected += torch.log_softmax(logits, -1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
     assert flat.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_prefix_gives_the_log_probs_and_gradients_of_whole_rows(tiny_path, implementation, checkpointing):
+    """Computing the common prompt prefix once and reusing its KV cache changes neither the log-probs nor
+    the gradients (also under gradient checkpointing, where training forwards cannot reuse a cache)."""
+    from transformers import AutoModelForCausalLM
+
+    from spiral.learner.batching import collate
+    from spiral.learner.learner import PolicyScorer
+    from spiral.types import TurnSample
+
+    rules = list(range(200, 230))
+    moves = [[40, 41], [42], [43, 44, 45]]
+    samples = [TurnSample("g", 0, rules + [5, 6, 7], moves[0], [], 0.0, choices=moves, choice_index=0),
+               TurnSample("g", 1, rules + [5, 9], [11, 12, 13], [], 0.0),
+               TurnSample("g", 0, rules + [8], [14], [], 0.0)]
+    batch = collate(samples, pad_id=0)
+    assert batch.shared_prefix == len(rules)
+
+    def scored(share: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32,
+                                                     attn_implementation=implementation)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        scorer = PolicyScorer(model, share_prefix=share).train()
+        flat, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                         batch.score_targets, tree=True, shared_prefix=batch.shared_prefix)
+        (flat * torch.linspace(-1.0, 1.0, flat.numel())).sum().backward()
+        return flat.detach(), [p.grad.clone() for p in model.parameters()]
+
+    (shared, shared_grads), (whole, whole_grads) = scored(True), scored(False)
+    assert shared.tolist() == pytest.approx(whole.tolist(), abs=1e-5)
+    for got, want in zip(shared_grads, whole_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

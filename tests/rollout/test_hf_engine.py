@@ -192,7 +192,7 @@ def wide_engine(tiny_path):
 
 
 def test_game_prompts_share_a_long_prefix(game_prompts):
-    from spiral.rollout.hf_engine import MIN_SHARED_PREFIX
+    from spiral.models.prefix import MIN_SHARED_PREFIX
 
     shared = len(os.path.commonprefix(game_prompts))
     assert shared >= MIN_SHARED_PREFIX
