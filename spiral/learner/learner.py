@@ -225,7 +225,8 @@ class Learner:
         scored token over the vocabulary (flat) and the [B, T] entropy at each learning token (see
         `Batch.sample_entropies`)."""
         shared = batch.shared_prefix
-        if self.cfg.trainer.zero_stage == 3 and dist_utils.world_size() > 1:
+        tr = self.cfg.trainer
+        if tr.share_prompt_prefix and tr.zero_stage == 3 and dist_utils.world_size() > 1:
             # ZeRO-3 gathers a layer's parameters collectively at every call, so every rank must make as
             # many decoder calls as the others: share the prefix only where all ranks can.
             shared = 0 if dist_utils.all_reduce_max([float(shared == 0)])[0] > 0 else shared
