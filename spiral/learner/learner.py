@@ -74,17 +74,18 @@ class PolicyScorer(nn.Module):
         `shared_prefix` the batch's leading columns common to every row (computed once when possible)."""
         decoder = self.causal_lm.get_decoder()
         prefix = shared_prefix if self._can_share_prefix() else 0
+        cache = None
         if prefix:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.causal_lm.config)
             fill_shared_prefix(decoder, input_ids[0, :prefix], input_ids.shape[0], cache)
+            # The rows' own columns attend to the cached prefix, so they need the 4D mask even without moves.
             mask = self._custom_mask(tree_attention_mask(branch_ids)[:, :, prefix:])
-            hidden = decoder(input_ids=input_ids[:, prefix:], position_ids=position_ids[:, prefix:],
-                             attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
         else:
             mask = self._custom_mask(tree_attention_mask(branch_ids)) if tree else (branch_ids != PAD_BRANCH).long()
-            hidden = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=mask).last_hidden_state
+        hidden = decoder(input_ids=input_ids[:, prefix:], position_ids=position_ids[:, prefix:], attention_mask=mask,
+                         past_key_values=cache, use_cache=cache is not None).last_hidden_state
         weight, bias = lm_head_weight(self.model)
         return token_logprobs(hidden[score_rows, score_cols - prefix], weight, score_targets,
                               temperature=temperature, bias=bias, return_entropy=return_entropy,
