@@ -48,15 +48,21 @@ class PreallocatedLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.is_initialized:
-            self._key_buffer = self._key_buffer.repeat_interleave(repeats, dim=0)
-            self._value_buffer = self._value_buffer.repeat_interleave(repeats, dim=0)
-            self._expose(self.keys.shape[-2])
+            self._keep_rows(torch.arange(self._key_buffer.shape[0], device=self.device).repeat_interleave(repeats))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
-            self._key_buffer = self._key_buffer[indices]
-            self._value_buffer = self._value_buffer[indices]
-            self._expose(self.keys.shape[-2])
+            self._keep_rows(indices)
+
+    def _keep_rows(self, rows: torch.Tensor) -> None:
+        """New buffers holding these rows of the old ones (in this order); only the filled part is copied."""
+        filled = self.keys.shape[-2]
+        for name in ("_key_buffer", "_value_buffer"):
+            old = getattr(self, name)
+            new = old.new_empty((len(rows), *old.shape[1:]))
+            new[:, :, :filled] = old[rows, :, :filled]
+            setattr(self, name, new)
+        self._expose(filled)
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("the HF engine never crops its decoding cache")

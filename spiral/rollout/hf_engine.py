@@ -114,25 +114,35 @@ class HFEngine(Engine):
                  cache: DynamicCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward a batch of sequences; returns (logits of the last `logits_to_keep` positions, mask, positions).
 
-        Sequences are left-padded. When they share a long common prefix, it is run once at batch size 1
+        Sequences are left-padded. Identical sequences are run once and their rows (logits, mask, positions,
+        cache) copied: in self-play many games are at the same spot, e.g. every Kuhn hand's first turn with
+        the same card. When the distinct sequences share a long common prefix, it is run once at batch size 1
         and its KV cache repeated across the rows; the rows' remaining tokens are left-padded after it
         (the mask has a hole there, and positions count only real tokens, so results do not change).
         The shared part ends before each row's last prompt token (`prompt_lens`), so every logit a
         caller asks for comes from this call.
         """
-        shared = shared_prefix_length(seqs, min(prompt_lens) - 1)
+        first_row: dict[tuple[int, ...], int] = {}
+        rows = [first_row.setdefault(tuple(seq), len(first_row)) for seq in seqs]
+        distinct = [list(seq) for seq in first_row]
+        shared = shared_prefix_length(distinct, min(prompt_lens) - 1)
         if shared:
             from transformers import DynamicCache
 
             cache = cache if cache is not None else DynamicCache(config=self.model.config)
-            prefix = torch.tensor(seqs[0][:shared], device=self.device)
-            fill_shared_prefix(self.model.get_decoder(), prefix, len(seqs), cache)
-        ids, rest_mask = self._left_pad([s[shared:] for s in seqs])
-        mask = torch.cat([rest_mask.new_ones((len(seqs), shared)), rest_mask], dim=1)
+            prefix = torch.tensor(distinct[0][:shared], device=self.device)
+            fill_shared_prefix(self.model.get_decoder(), prefix, len(distinct), cache)
+        ids, rest_mask = self._left_pad([s[shared:] for s in distinct])
+        mask = torch.cat([rest_mask.new_ones((len(distinct), shared)), rest_mask], dim=1)
         # Leading padding would get position -1 without a shared prefix; it is masked out anyway.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                             use_cache=cache is not None, logits_to_keep=logits_to_keep).logits
+        if len(distinct) < len(seqs):
+            select = torch.tensor(rows, device=self.device)
+            logits, mask, positions = logits[select], mask[select], positions[select]
+            if cache is not None:
+                cache.batch_select_indices(select)
         return logits, mask, positions
 
     def _batches(self, n: int) -> list[range]:

@@ -39,6 +39,20 @@ def test_repeating_rows_keeps_the_tokens_and_leaves_room_to_grow():
     assert torch.equal(keys, torch.cat([prefix.expand(3, -1, -1, -1), step], dim=2))
 
 
+def test_selecting_rows_keeps_their_tokens_in_order_and_leaves_room_to_grow():
+    layer = PreallocatedLayer(capacity=5)
+    prompt = torch.randn(3, 2, 3, 4)
+    layer.update(prompt, -prompt)
+    rows = torch.tensor([2, 0, 2, 2])
+    layer.batch_select_indices(rows)
+    step = torch.randn(4, 2, 2, 4)
+    keys, values = layer.update(step, -step)
+    assert torch.equal(keys, torch.cat([prompt[rows], step], dim=2))
+    assert torch.equal(values, torch.cat([-prompt[rows], -step], dim=2))
+    keys[2].zero_()  # rows picked twice are copies: writing one leaves the other alone
+    assert torch.equal(layer.keys[0], torch.cat([prompt[2], step[0]], dim=1))
+
+
 def test_decoding_with_it_matches_transformers_dynamic_cache(tiny_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
     prompt = torch.randint(10, 500, (2, 7), generator=torch.Generator().manual_seed(0))

@@ -212,6 +212,25 @@ def test_shared_prefix_greedy_equals_each_prompt_alone(wide_engine, game_prompts
         assert wide_engine.generate([prompt], greedy)[0].token_ids == out.token_ids
 
 
+def test_repeated_prompts_are_prefilled_once_and_still_sample_independently(wide_engine, game_prompts):
+    prompts = [game_prompts[i] for i in (0, 1, 0, 2, 0, 1, 3, 0)]  # 4 distinct, prompt 0 four times
+    rows_seen: list[int] = []
+
+    def record(module, args, kwargs):
+        rows_seen.append(kwargs["input_ids"].shape[0])
+
+    hook = wide_engine.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        outs = wide_engine.generate(prompts, SamplingSettings(temperature=1.0, max_tokens=12, seed=6))
+    finally:
+        hook.remove()
+    assert rows_seen[0] == 4 and set(rows_seen[1:]) == {len(prompts)}  # prefill: distinct rows; decode: all
+    assert len({tuple(outs[i].token_ids) for i in (0, 2, 4, 7)}) > 1
+    for prompt, out in zip(prompts, outs):
+        torch.testing.assert_close(torch.tensor(out.logprobs), reference_logprobs(wide_engine.model, prompt, out.token_ids),
+                                   atol=ATOL, rtol=0)
+
+
 def test_shared_prefix_scoring_matches_reference(wide_engine, game_prompts):
     from spiral.rollout.choice import boxed_move_ids
 
