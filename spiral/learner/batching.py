@@ -1,6 +1,8 @@
 """Turn `TurnSample`s into padded tensors and split them into minibatches and micro-batches.
 
-Pure data layout, no model. Each sample becomes one right-padded row. A free sample's row is its
+Pure data layout, no model. Each sample becomes one right-padded row, and samples whose rows would be
+identical share one (in self-play many turns repeat exactly, e.g. a Kuhn hand's first move with the same
+card), so the learner runs each distinct row once and gradients from every sample add up in it. A free sample's row is its
 prompt + completion. A sample played with `rollout.action_constraint: choice` packs its prompt and
 then every legal move as a branch: a branch's tokens attend to the prompt and to their own branch
 only (`tree_attention_mask`) and their positions continue from the prompt's end, so each move is
@@ -27,11 +29,12 @@ PROMPT_BRANCH = 0  # branch id of the prompt and of a free completion; moves are
 
 @dataclass
 class Batch:
-    """One row per sample; the scored tokens are listed as (row, column of the predicting hidden state, target)."""
+    """One row per distinct sample (R rows for B samples); the scored tokens are listed, sample by sample, as
+    (row, column of the predicting hidden state, target)."""
 
-    input_ids: Tensor  # [B, L] right-padded
-    position_ids: Tensor  # [B, L]
-    branch_ids: Tensor  # [B, L] PAD_BRANCH, PROMPT_BRANCH, or k >= 1 for the k-th legal move
+    input_ids: Tensor  # [R, L] right-padded
+    position_ids: Tensor  # [R, L]
+    branch_ids: Tensor  # [R, L] PAD_BRANCH, PROMPT_BRANCH, or k >= 1 for the k-th legal move
     score_rows: Tensor  # [N]
     score_cols: Tensor  # [N]
     score_targets: Tensor  # [N]
@@ -105,30 +108,36 @@ def _branches_of(sample: TurnSample, index: int) -> tuple[list[list[int]], int]:
 
 
 def collate(samples: Sequence[TurnSample], pad_id: int) -> Batch:
-    """One right-padded row per sample (see the module docstring); refuses samples without a prompt or
-    with an empty completion."""
+    """One right-padded row per distinct sample (see the module docstring); refuses samples without a prompt
+    or with an empty completion."""
     if not samples:
         raise ValueError("collate needs at least one sample")
     rows: list[tuple[list[int], list[int], list[int]]] = []  # tokens, positions, branch ids
+    row_of: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # (tokens, branch ids) -> row
     score_rows, score_cols, score_targets = [], [], []
     branch_lengths, choice_index = [], []
-    for r, s in enumerate(samples):
-        branches, choice = _branches_of(s, r)
+    for i, s in enumerate(samples):
+        branches, choice = _branches_of(s, i)
         if not s.prompt_ids or not all(branches):
-            raise ValueError(f"sample {r} ({s.game}, seat {s.seat}) has an empty prompt or completion")
+            raise ValueError(f"sample {i} ({s.game}, seat {s.seat}) has an empty prompt or completion")
         p = len(s.prompt_ids)
         tokens, positions = list(s.prompt_ids), list(range(p))
         ids = [PROMPT_BRANCH] * p
+        cols = []
         for k, branch in enumerate(branches, start=1):
             start = len(tokens)
             # The prompt's last hidden state predicts every branch's first token; then each token its next.
-            score_cols += [p - 1] + list(range(start, start + len(branch) - 1))
-            score_rows += [r] * len(branch)
+            cols += [p - 1] + list(range(start, start + len(branch) - 1))
             score_targets += branch
             tokens += branch
             positions += range(p, p + len(branch))
             ids += [PROMPT_BRANCH if choice < 0 else k] * len(branch)
-        rows.append((tokens, positions, ids))
+        # Positions follow from the branch ids, so tokens and branch ids identify a row.
+        r = row_of.setdefault((tuple(tokens), tuple(ids)), len(rows))
+        if r == len(rows):
+            rows.append((tokens, positions, ids))
+        score_rows += [r] * len(cols)
+        score_cols += cols
         branch_lengths.append([len(b) for b in branches])
         choice_index.append(choice)
 

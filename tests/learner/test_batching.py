@@ -75,6 +75,24 @@ def test_choice_sample_packs_its_moves_behind_one_prompt():
         collate([TurnSample("g", 0, [1], [2], [0.0], 0.0, choices=[[2]], choice_index=3)], pad_id=0)
 
 
+def test_identical_samples_share_one_row():
+    first = TurnSample("g", 0, [1, 2], [7], [0.0], 0.0, advantage=1.0, choices=[[6], [7, 8]], choice_index=1)
+    again = TurnSample("g", 0, [1, 2], [6], [0.0], 0.0, advantage=-1.0, choices=[[6], [7, 8]], choice_index=0)
+    batch = collate([first, _s([3], [4, 5]), again, _s([3], [4, 5], 2.0), _s([3, 4], [5])], pad_id=0)
+    # Same prompt and moves (whichever was chosen), same prompt and completion, or the same tokens split
+    # differently between prompt and completion: one row each.
+    assert batch.input_ids.tolist() == [[1, 2, 6, 7, 8], [3, 4, 5, 0, 0]]
+    assert batch.score_rows.tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1]
+    assert batch.score_cols.tolist() == [1, 1, 3, 0, 1, 1, 1, 3, 0, 1, 1]
+    assert batch.score_targets.tolist() == [6, 7, 8, 4, 5, 6, 7, 8, 4, 5, 5]
+    # Per-sample values stay per sample.
+    assert batch.advantages.tolist() == [1.0, 0.0, -1.0, 2.0, 0.0] and batch.choice_index == [1, -1, 0, -1, -1]
+    flat = torch.log(torch.tensor([0.2, 0.5, 0.6, 0.5, 0.25, 0.2, 0.5, 0.6, 0.5, 0.25, 0.25]))
+    out = batch.sample_logprobs(flat)
+    assert out[0, 0].item() == pytest.approx(math.log(0.3 / 0.5)) and out[2, 0].item() == pytest.approx(math.log(0.2 / 0.5))
+    assert out[4].tolist() == pytest.approx([math.log(0.25), 0.0])
+
+
 def test_collate_records_the_prefix_every_prompt_shares():
     rules = list(range(100, 120))  # 20 tokens, above the minimum worth sharing
     free = _s(rules + [1, 2], [3])

@@ -252,3 +252,42 @@ def test_learner_follows_the_configured_decay(tiny_path):
     learner = Learner(cfg, tiny_path)
     first, second = (learner.update(make_samples(4))["lr"] for _ in range(2))
     assert first == pytest.approx(1e-3) and second == pytest.approx(2e-4)
+
+
+def test_repeated_samples_share_a_row_and_add_up_their_gradients(tiny_path):
+    """A batch with a sample twice runs it once; its log-probs and the gradient are those of scoring every
+    sample on its own."""
+    from transformers import AutoModelForCausalLM
+
+    from spiral.learner.batching import collate
+    from spiral.learner.learner import PolicyScorer
+    from spiral.types import TurnSample
+
+    moves = [[40, 41], [42]]
+    choice = TurnSample("g", 0, [5, 6, 7], moves[0], [], 0.0, choices=moves, choice_index=0)
+    free = TurnSample("g", 1, [8, 9], [11, 12], [], 0.0)
+    samples = [choice, free, choice, free]
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    scorer = PolicyScorer(model).train()
+
+    def score(batch_samples):
+        batch = collate(batch_samples, pad_id=0)
+        flat, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                         batch.score_targets, tree=batch.has_choices)
+        return batch, flat
+
+    batch, flat = score(samples)
+    assert batch.input_ids.shape[0] == 2
+    weights = torch.linspace(-1.0, 1.0, flat.numel())
+    (flat * weights).sum().backward()
+    together = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    alone, offset = [], 0
+    for sample in samples:
+        one = score([sample])[1]
+        (one * weights[offset : offset + one.numel()]).sum().backward()
+        alone.append(one.detach())
+        offset += one.numel()
+    assert flat.tolist() == pytest.approx(torch.cat(alone).tolist(), abs=1e-5)
+    for got, want in zip(together, [p.grad for p in model.parameters()]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
