@@ -79,9 +79,17 @@ def _wins(board: tuple[int, ...], player: int) -> bool:
 
 
 class MinimaxAgent(Agent):
-    """Perfect play for 3×3 Tic-Tac-Toe: uniform over the moves with the best minimax value."""
+    """Perfect play for 3×3 Tic-Tac-Toe: uniform over the moves with the best minimax value.
 
-    name = "minimax"
+    With `epsilon` > 0 it plays a uniformly random legal move with that probability instead: a noisy
+    expert, a training opponent that punishes every missed block yet still leaves games to win.
+    """
+
+    def __init__(self, epsilon: float = 0.0) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"minimax: epsilon must be in [0, 1], got {epsilon}")
+        self.epsilon = epsilon
+        self.name = "minimax" if epsilon == 0.0 else f"minimax:epsilon={epsilon:g}"
 
     def action_probabilities(self, game: Game) -> dict[str, float]:
         if not isinstance(game, TicTacToe) or game.size != 3 or game.win_length != 3:
@@ -94,4 +102,5 @@ class MinimaxAgent(Agent):
             scores[move] = 1 if _wins(after, me) else -_value(after, 1 - me)
         best = max(scores.values())
         top = [m for m, s in scores.items() if s == best]
-        return {m: (1.0 / len(top) if m in top else 0.0) for m in scores}
+        uniform = self.epsilon / len(scores)
+        return {m: uniform + ((1.0 - self.epsilon) / len(top) if m in top else 0.0) for m in scores}

@@ -108,8 +108,8 @@ class RolloutConfig:
     from the policy's probabilities of the legal moves' boxed completions, renormalised (the learner
     trains on exactly that distribution). Useful for tiny models that cannot yet write a box."""
     opponent: str = "self"
-    """`self` (one policy, both seats), an agent name (`random`, `nash`, `minimax`), a checkpoint path,
-    or `pool` (past checkpoints of this run, sampled by recency)."""
+    """`self` (one policy, both seats), a scripted agent (`random`, `nash`, `minimax`, or a noisy expert such
+    as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, sampled by recency)."""
     pool_size: int = 4
     """With `opponent: pool`, how many recent checkpoints are kept as opponents."""
     transcripts_every: int = 1

@@ -91,6 +91,25 @@ def test_minimax_takes_a_win_and_blocks_a_loss():
         MinimaxAgent().action_probabilities(make_game("tic_tac_toe", {"size": 4}))
 
 
+def test_noisy_minimax_mixes_perfect_play_with_uniform():
+    game = make_game("tic_tac_toe")
+    game.reset(0)
+    for move in ["0", "4", "1"]:  # only 2 saves O; six cells are legal
+        game.apply_action(move)
+    probs = make_agent("minimax:epsilon=0.3").action_probabilities(game)
+    assert probs["2"] == pytest.approx(0.7 + 0.3 / 6)
+    assert all(probs[m] == pytest.approx(0.3 / 6) for m in ["3", "5", "6", "7", "8"])
+    assert make_agent("minimax:epsilon=1").action_probabilities(game) == pytest.approx(
+        RandomAgent().action_probabilities(game))
+    assert make_agent("minimax:epsilon=0.3").name == "minimax:epsilon=0.3" and MinimaxAgent().name == "minimax"
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        MinimaxAgent(epsilon=1.5)
+    # Against random it still wins as X, but now it can lose: its random moves miss blocks.
+    noisy = play_match("tic_tac_toe", {}, [RandomAgent(), MinimaxAgent(epsilon=0.5)], n_games=300, seed=4)
+    perfect = play_match("tic_tac_toe", {}, [RandomAgent(), MinimaxAgent()], n_games=300, seed=4)
+    assert perfect.loss_rate[1] == 0.0 < noisy.loss_rate[1]
+
+
 def test_random_agent_is_uniform_and_act_samples_legal_moves():
     game = make_game("tic_tac_toe")
     game.reset(0)
