@@ -1,14 +1,14 @@
 """Turn `TurnSample`s into padded tensors and split them into minibatches and micro-batches.
 
-Pure data layout, no model. Each sample becomes one right-padded row, and samples whose rows would be
-identical share one (in self-play many turns repeat exactly, e.g. a Kuhn hand's first move with the same
-card), so the learner runs each distinct row once and gradients from every sample add up in it. A free sample's row is its
-prompt + completion. A sample played with `rollout.action_constraint: choice` packs its prompt and
-then every legal move as a branch: a branch's tokens attend to the prompt and to their own branch
-only (`tree_attention_mask`) and their positions continue from the prompt's end, so each move is
-scored exactly as if it stood alone after the prompt, while the prompt is computed once instead of
-once per move. Leading tokens that every row shares (a game's rules) are recorded as `shared_prefix`,
-so the scorer can compute them once for the whole batch.
+Pure data layout, no model. Each sample becomes one right-padded row, except that samples whose rows would
+be identical share one (in self-play many turns repeat exactly, e.g. a Kuhn hand's first move with the same
+card), so the learner runs each distinct row once and gradients from every sample add up in it. A free
+sample's row is its prompt + completion. A sample played with `rollout.action_constraint: choice` packs its
+prompt and then every legal move as a branch: a branch's tokens attend to the prompt and to their own branch
+only (`tree_attention_mask`) and their positions continue from the prompt's end, so each move is scored
+exactly as if it stood alone after the prompt, while the prompt is computed once instead of once per move.
+Leading tokens that every row shares (a game's rules) are recorded as `shared_prefix`, so the scorer can
+compute them once for the whole batch.
 """
 
 from __future__ import annotations
