@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
+from spiral.models.cascade import SharedKV, shared_prefix_kv, use_cascade_attention
 from spiral.models.dtypes import resolve_dtype
-from spiral.models.prefix import fill_shared_prefix, shared_prefix_length
+from spiral.models.prefix import shared_prefix_length
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import check_score_inputs, token_budgets
 from spiral.rollout.hf_cache import preallocated_cache
@@ -56,6 +58,17 @@ def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator) -> torc
     return drawn if bool(has_mass.all()) else torch.where(has_mass, drawn, probs.argmax(-1))
 
 
+@dataclass
+class _Context:
+    """What decode steps after a prefill continue from."""
+
+    mask: torch.Tensor
+    """[rows, tokens] attention mask over the tokens after the shared prefix."""
+    last_position: torch.Tensor
+    """[rows, 1] position id of each row's last token."""
+    shared_kv: SharedKV | None
+
+
 class HFEngine(Engine):
     """transformers model + tokenizer; prompts are left-padded into micro-batches of `max_batch_size`."""
 
@@ -80,6 +93,7 @@ class HFEngine(Engine):
             model_path, dtype=resolve_dtype(dtype, self.device), trust_remote_code=trust_remote_code
         ).to(self.device)
         self.model.eval().requires_grad_(False)
+        use_cascade_attention(self.model)
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
         # Calls without an explicit seed draw one from here, so a run is reproducible from `seed`
@@ -111,39 +125,36 @@ class HFEngine(Engine):
         return ids.to(self.device), mask.to(self.device)
 
     def _prefill(self, seqs: list[list[int]], logits_to_keep: int, prompt_lens: list[int],
-                 cache: DynamicCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward a batch of sequences; returns (logits of the last `logits_to_keep` positions, mask, positions).
+                 cache: DynamicCache | None = None) -> tuple[torch.Tensor, _Context]:
+        """Forward a batch of sequences; returns the logits of their last `logits_to_keep` positions and the
+        context later decode steps continue from.
 
         Sequences are left-padded. Identical sequences are run once and their rows (logits, mask, positions,
         cache) copied: in self-play many games are at the same spot, e.g. every Kuhn hand's first turn with
         the same card. When the distinct sequences share a long common prefix, it is run once at batch size 1
-        and its KV cache repeated across the rows; the rows' remaining tokens are left-padded after it
-        (the mask has a hole there, and positions count only real tokens, so results do not change).
-        The shared part ends before each row's last prompt token (`prompt_lens`), so every logit a
-        caller asks for comes from this call.
+        and read by every row through cascade attention; `cache`, the mask and the left padding then cover
+        only the tokens after it, while positions count from the prefix's start. The shared part ends before
+        each row's last prompt token (`prompt_lens`), so every logit a caller asks for comes from this call.
         """
         first_row: dict[tuple[int, ...], int] = {}
         rows = [first_row.setdefault(tuple(seq), len(first_row)) for seq in seqs]
         distinct = [list(seq) for seq in first_row]
         shared = shared_prefix_length(distinct, min(prompt_lens) - 1)
+        shared_kv = None
         if shared:
-            from transformers import DynamicCache
-
-            cache = cache if cache is not None else DynamicCache(config=self.model.config)
             prefix = torch.tensor(distinct[0][:shared], device=self.device)
-            fill_shared_prefix(self.model.get_decoder(), prefix, len(distinct), cache)
-        ids, rest_mask = self._left_pad([s[shared:] for s in distinct])
-        mask = torch.cat([rest_mask.new_ones((len(distinct), shared)), rest_mask], dim=1)
-        # Leading padding would get position -1 without a shared prefix; it is masked out anyway.
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+            shared_kv = shared_prefix_kv(self.model.get_decoder(), prefix)
+        ids, mask = self._left_pad([s[shared:] for s in distinct])
+        # Leading padding would get position -1; it is masked out anyway.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=cache is not None, logits_to_keep=logits_to_keep).logits
+                            use_cache=cache is not None, logits_to_keep=logits_to_keep, shared_kv=shared_kv).logits
         if len(distinct) < len(seqs):
             select = torch.tensor(rows, device=self.device)
             logits, mask, positions = logits[select], mask[select], positions[select]
             if cache is not None:
                 cache.batch_select_indices(select)
-        return logits, mask, positions
+        return logits, _Context(mask, positions[:, -1:], shared_kv)
 
     def _batches(self, n: int) -> list[range]:
         return [range(start, min(start + self.max_batch_size, n)) for start in range(0, n, self.max_batch_size)]
@@ -163,8 +174,9 @@ class HFEngine(Engine):
         """Decode one left-padded batch step by step with the model's KV cache."""
         # Room for the longest prompt plus the largest budget: the batch is never wider than that.
         cache = preallocated_cache(self.model.config, max(len(p) for p in prompts) + max(budgets))
-        logits, mask, positions = self._prefill(prompts, 1, [len(p) for p in prompts], cache)
+        logits, context = self._prefill(prompts, 1, [len(p) for p in prompts], cache)
         logits = logits[:, -1]
+        mask, positions = context.mask, context.last_position
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
@@ -197,7 +209,7 @@ class HFEngine(Engine):
             mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
             positions = positions[:, -1:] + 1
             logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True).logits[:, -1]
+                                past_key_values=cache, use_cache=True, shared_kv=context.shared_kv).logits[:, -1]
         return [
             EngineOutput(token_ids=t, text=self.tokenizer.decode(t, skip_special_tokens=True), logprobs=lp,
                          finish_reason=r or "length")

@@ -1,0 +1,68 @@
+"""Cascade attention equals plain attention over the shared prefix followed by each row's own tokens."""
+
+import pytest
+import torch
+from torch import nn
+
+from spiral.models.cascade import cascade_attention
+
+ROWS, HEADS, KV_HEADS, DIM, PREFIX = 3, 4, 2, 8, 5
+
+
+class _Layer(nn.Module):
+    def __init__(self, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+
+
+def _reference(query, prefix_k, prefix_v, key, value, allowed):
+    """Softmax attention over [prefix; own keys], grouped-query heads expanded, `allowed` [rows, q, own] bool."""
+    group = HEADS // KV_HEADS
+    keys = torch.cat([prefix_k.expand(ROWS, -1, -1, -1), key], dim=2).repeat_interleave(group, dim=1)
+    values = torch.cat([prefix_v.expand(ROWS, -1, -1, -1), value], dim=2).repeat_interleave(group, dim=1)
+    visible = torch.cat([torch.ones(*allowed.shape[:2], PREFIX, dtype=torch.bool), allowed], dim=-1)
+    scores = query @ keys.transpose(2, 3) * DIM ** -0.5
+    scores = scores.masked_fill(~visible[:, None], float("-inf"))
+    return (torch.softmax(scores, -1) @ values).transpose(1, 2)
+
+
+def _inputs(q_len: int, own_len: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(ROWS, HEADS, q_len, DIM, generator=g)
+    key, value = (torch.randn(ROWS, KV_HEADS, own_len, DIM, generator=g) for _ in range(2))
+    # Two layers of prefix keys: the function must read the one of its own layer.
+    shared = [tuple(torch.randn(1, KV_HEADS, PREFIX, DIM, generator=g) for _ in range(2)) for _ in range(2)]
+    return query, key, value, shared
+
+
+def test_decode_step_with_left_padding():
+    query, key, value, shared = _inputs(q_len=1, own_len=6, seed=0)
+    allowed = torch.ones(ROWS, 1, 6, dtype=torch.bool)
+    allowed[0, :, :3] = False  # row 0's first three own tokens are padding
+    allowed[2, :, :5] = False
+    out, weights = cascade_attention(_Layer(1), query, key, value, allowed[:, None], shared_kv=shared)
+    assert weights is None
+    torch.testing.assert_close(out, _reference(query, *shared[1], key, value, allowed), atol=1e-5, rtol=1e-5)
+
+
+def test_prefill_without_mask_is_causal_over_own_tokens():
+    query, key, value, shared = _inputs(q_len=4, own_len=4, seed=1)
+    causal = torch.ones(4, 4, dtype=torch.bool).tril().expand(ROWS, -1, -1)
+    out, _ = cascade_attention(_Layer(0), query, key, value, None, shared_kv=shared)
+    torch.testing.assert_close(out, _reference(query, *shared[0], key, value, causal), atol=1e-5, rtol=1e-5)
+
+
+def test_prefill_with_padding_mask_and_cached_own_tokens():
+    """Queries for the last 3 of 7 own tokens; row 1 is padded up to its last token, which still sees the prefix."""
+    query, key, value, shared = _inputs(q_len=3, own_len=7, seed=2)
+    allowed = torch.ones(7, 7, dtype=torch.bool).tril()[4:].repeat(ROWS, 1, 1)
+    allowed[1, :, :6] = False
+    out, _ = cascade_attention(_Layer(1), query, key, value, allowed[:, None], shared_kv=shared)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, _reference(query, *shared[1], key, value, allowed), atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_is_refused():
+    query, key, value, shared = _inputs(q_len=1, own_len=2, seed=3)
+    with pytest.raises(ValueError, match="dropout"):
+        cascade_attention(_Layer(0), query, key, value, None, dropout=0.1, shared_kv=shared)
