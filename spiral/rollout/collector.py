@@ -30,7 +30,7 @@ from spiral.games import Game, IllegalMoveError, make_game
 from spiral.games.parsing import last_boxed
 from spiral.rollout.choice import choice_logprobs
 from spiral.rollout.engine import Engine
-from spiral.rollout.prompts import build_prompts
+from spiral.rollout.prompts import PromptCache
 from spiral.types import (
     EngineOutput,
     GameRecord,
@@ -138,6 +138,8 @@ class Collector:
         # Counters persist across calls so consecutive steps see fresh games and fresh sampling seeds.
         self._games_started = 0
         self._generate_calls = 0
+        # One per engine: the policy and an opponent checkpoint may tokenize differently.
+        self._prompt_caches: dict[int, PromptCache] = {}
 
     # -- one step of data ------------------------------------------------------------------------
 
@@ -223,7 +225,10 @@ class Collector:
     def _model_turns(self, engine: Engine, pending: list[_LiveGame], is_policy: bool) -> None:
         """Prompt every pending game's mover, generate once, and apply each completion."""
         batch: list[tuple[_LiveGame, int, list[int]]] = []
-        prompts = build_prompts([(g.game, g.game.current_player()) for g in pending], self.cfg.template, engine.tokenizer)
+        cache = self._prompt_caches.get(id(engine))
+        if cache is None:
+            cache = self._prompt_caches[id(engine)] = PromptCache(engine.tokenizer)
+        prompts = cache.build([(g.game, g.game.current_player()) for g in pending], self.cfg.template)
         for g, prompt in zip(pending, prompts, strict=True):
             seat = g.game.current_player()
             # The engine shortens the generation budget to fit the context; only a prompt that fills

@@ -5,7 +5,10 @@ Pure functions of (game state, seat, template, tokenizer); no sampling and no en
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -52,11 +55,48 @@ def render_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTok
     return render_text(prompt_content(game, seat, template), template, tokenizer)
 
 
-def build_prompts(movers: list[tuple[Game, int]], template: str, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of `render_prompt` for each (game, seat), encoded in one batch call (the tokenizer's
-    batch path runs in parallel; the rendered text already holds every special token)."""
-    texts = [render_prompt(game, seat, template, tokenizer) for game, seat in movers]
+def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of rendered prompts in one batch call (the rendered text already holds every special token)."""
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def build_prompts(movers: list[tuple[Game, int]], template: str, tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of `render_prompt` for each (game, seat)."""
+    return _encode([render_prompt(game, seat, template, tokenizer) for game, seat in movers], tokenizer)
+
+
+class PromptCache:
+    """`build_prompts` that remembers the token ids of each prompt text it has encoded (least recently
+    used dropped first beyond `capacity`).
+
+    In self-play the same observation recurs all the time (every Kuhn hand opens at one of six prompts),
+    and encoding a few hundred tokens of rules costs more than rendering them: ~0.15 ms a prompt with the
+    built-in tokenizer, a fifth of a 64-game CPU collection with the tiny model. Ids are kept as int32
+    arrays, so a full cache of 500-token prompts holds ~16 MB of ids.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, capacity: int = 8192) -> None:
+        if capacity < 1:
+            raise ValueError(f"PromptCache capacity must be at least 1, got {capacity}")
+        self.tokenizer = tokenizer
+        self.capacity = capacity
+        self._ids: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def build(self, movers: list[tuple[Game, int]], template: str) -> list[list[int]]:
+        """Token ids of `render_prompt` for each (game, seat); a fresh list each, safe to modify."""
+        texts = [render_prompt(game, seat, template, self.tokenizer) for game, seat in movers]
+        missing = [text for text in dict.fromkeys(texts) if text not in self._ids]
+        for text, ids in zip(missing, _encode(missing, self.tokenizer), strict=True):
+            self._ids[text] = np.asarray(ids, dtype=np.int32)
+        for text in texts:
+            self._ids.move_to_end(text)
+        result = [self._ids[text].tolist() for text in texts]
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return result
 
 
 def build_prompt(game: Game, seat: int, template: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -11,7 +11,9 @@ from spiral.models import resolve_model_path
 from spiral.rollout.prompts import (
     DIRECT_INSTRUCTION,
     REASONING_INSTRUCTION,
+    PromptCache,
     build_prompt,
+    build_prompts,
     render_prompt,
 )
 
@@ -64,3 +66,57 @@ def test_chat_needs_a_chat_template_but_direct_falls_back(tokenizer, kuhn):
 def test_unknown_template_is_refused(tokenizer, kuhn):
     with pytest.raises(ValueError, match="chat, qwen3_base, direct"):
         render_prompt(kuhn, 0, "fancy", tokenizer)
+
+
+class _CountingTokenizer:
+    """The real tokenizer, counting the texts it is asked to encode."""
+
+    def __init__(self, tokenizer):
+        self.inner = tokenizer
+        self.chat_template = tokenizer.chat_template
+        self.encoded: list[str] = []
+
+    def apply_chat_template(self, *args, **kwargs):
+        return self.inner.apply_chat_template(*args, **kwargs)
+
+    def __call__(self, texts, **kwargs):
+        self.encoded += texts
+        return self.inner(texts, **kwargs)
+
+
+def _positions(seed: int) -> list[tuple]:
+    """Movers from random Kuhn and TicTacToe play: many repeats (every Kuhn opening) and some new states."""
+    import random
+
+    rng = random.Random(seed)
+    movers = []
+    for name in ("kuhn_poker", "tic_tac_toe") * 6:
+        game = make_game(name)
+        game.reset(rng.randrange(100))
+        while not game.is_terminal():
+            movers.append((copy.deepcopy(game), game.current_player()))
+            game.apply_action(rng.choice(game.legal_actions()))
+    return movers
+
+
+def test_prompt_cache_matches_build_prompts_and_encodes_each_text_once(tokenizer):
+    counting = _CountingTokenizer(tokenizer)
+    cache = PromptCache(counting)
+    for seed in (0, 1):
+        movers = _positions(seed)
+        assert cache.build(movers, "direct") == build_prompts(movers, "direct", tokenizer)
+    texts = [render_prompt(game, seat, "direct", tokenizer) for seed in (0, 1) for game, seat in _positions(seed)]
+    assert sorted(counting.encoded) == sorted(set(texts))  # each distinct text encoded once
+    assert len(set(texts)) < len(texts)  # some positions repeat, so the cache was used
+
+
+def test_prompt_cache_returns_fresh_lists_and_keeps_at_most_capacity(tokenizer):
+    movers = _positions(2)
+    cache = PromptCache(tokenizer, capacity=3)
+    first = cache.build(movers[:1], "direct")
+    first[0].append(-1)
+    assert cache.build(movers[:1], "direct") == build_prompts(movers[:1], "direct", tokenizer)
+    assert cache.build(movers, "direct") == build_prompts(movers, "direct", tokenizer)
+    assert len(cache) == 3
+    with pytest.raises(ValueError, match="capacity"):
+        PromptCache(tokenizer, capacity=0)
