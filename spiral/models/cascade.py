@@ -74,8 +74,10 @@ def cascade_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tens
     return out.view(rows, kv_heads, group, q_len, dim).permute(0, 3, 1, 2, 4).reshape(rows, q_len, heads, dim), None
 
 
-def use_cascade_attention(model: PreTrainedModel) -> None:
-    """Switch `model` to cascade attention (registered with transformers on first use)."""
+def use_cascade_attention(model: PreTrainedModel) -> bool:
+    """Switch `model` to cascade attention (registered with transformers on first use); False when the model
+    cannot switch (its code does not dispatch through transformers' attention interface), and then it must
+    not be given `shared_kv`, which it would ignore."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
@@ -83,6 +85,7 @@ def use_cascade_attention(model: PreTrainedModel) -> None:
     # Masks are built as for SDPA, over the tokens after the prefix.
     ALL_MASK_ATTENTION_FUNCTIONS.register(CASCADE_ATTENTION, sdpa_mask)
     model.set_attn_implementation(CASCADE_ATTENTION)
+    return model.config._attn_implementation == CASCADE_ATTENTION
 
 
 def shared_prefix_kv(decoder: nn.Module, prefix_ids: Tensor) -> SharedKV:

@@ -93,7 +93,9 @@ class HFEngine(Engine):
             model_path, dtype=resolve_dtype(dtype, self.device), trust_remote_code=trust_remote_code
         ).to(self.device)
         self.model.eval().requires_grad_(False)
-        use_cascade_attention(self.model)
+        # Without cascade attention a shared prefix would need its KV cache copied into every row: simpler
+        # to run whole rows then.
+        self._share_prefix = use_cascade_attention(self.model)
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
         # Calls without an explicit seed draw one from here, so a run is reproducible from `seed`
@@ -139,7 +141,7 @@ class HFEngine(Engine):
         first_row: dict[tuple[int, ...], int] = {}
         rows = [first_row.setdefault(tuple(seq), len(first_row)) for seq in seqs]
         distinct = [list(seq) for seq in first_row]
-        shared = shared_prefix_length(distinct, min(prompt_lens) - 1)
+        shared = shared_prefix_length(distinct, min(prompt_lens) - 1) if self._share_prefix else 0
         shared_kv = None
         if shared:
             prefix = torch.tensor(distinct[0][:shared], device=self.device)

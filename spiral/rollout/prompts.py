@@ -1,6 +1,7 @@
 """Prompt templates: the text and token ids a seat sees when it must move.
 
-Pure functions of (game state, seat, template, tokenizer); no sampling and no engine here.
+Pure functions of (game state, seat, template, tokenizer), and a cache of the token ids they produce; no
+sampling and no engine here.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class PromptCache:
     In self-play the same observation recurs all the time (every Kuhn hand opens at one of six prompts),
     and encoding a few hundred tokens of rules costs more than rendering them: ~0.15 ms a prompt with the
     built-in tokenizer, a fifth of a 64-game CPU collection with the tiny model. Ids are kept as int32
-    arrays, so a full cache of 500-token prompts holds ~16 MB of ids.
+    arrays, so a full cache of 500-token prompts holds ~16 MB of ids (and the texts).
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, capacity: int = 8192) -> None:

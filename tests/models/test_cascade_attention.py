@@ -66,3 +66,28 @@ def test_dropout_is_refused():
     query, key, value, shared = _inputs(q_len=1, own_len=2, seed=3)
     with pytest.raises(ValueError, match="dropout"):
         cascade_attention(_Layer(0), query, key, value, None, dropout=0.1, shared_kv=shared)
+
+
+def test_tiny_qwen3_with_shared_prefix_equals_whole_rows():
+    """Through the real model: prefix once + left-padded rest under `shared_kv` gives the whole rows' logits."""
+    from transformers import AutoModelForCausalLM
+
+    from spiral.models.builtin import resolve_builtin
+    from spiral.models.cascade import shared_prefix_kv, use_cascade_attention
+
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_builtin("builtin:tiny")), dtype=torch.float32).eval()
+    assert use_cascade_attention(model)
+    g = torch.Generator().manual_seed(4)
+    prefix = torch.randint(5, 1000, (20,), generator=g)
+    rests = [torch.randint(5, 1000, (n,), generator=g) for n in (3, 6)]
+    with torch.no_grad():
+        shared = shared_prefix_kv(model.get_decoder(), prefix)
+        ids = torch.zeros(2, 6, dtype=torch.long)
+        mask = torch.zeros(2, 6, dtype=torch.long)
+        for row, rest in enumerate(rests):
+            ids[row, 6 - len(rest):], mask[row, 6 - len(rest):] = rest, 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + len(prefix)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, shared_kv=shared).logits
+        for row, rest in enumerate(rests):
+            whole = model(input_ids=torch.cat([prefix, rest])[None]).logits[0, len(prefix):]
+            torch.testing.assert_close(logits[row, 6 - len(rest):], whole, atol=1e-5, rtol=1e-5)
