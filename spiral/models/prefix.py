@@ -1,5 +1,6 @@
-"""Prompt prefixes a whole batch shares (a game's rules, say): computed once, and their KV cache repeated
-for every row. Used by the HF engine when it generates and by the learner when it scores and trains."""
+"""Prompt prefixes a whole batch shares (a game's rules, say): how long they are, and computing one once with
+its KV cache repeated for every row. The learner does both when it scores and trains; the HF engine uses the
+length only and reads the prefix once through cascade attention (`spiral.models.cascade`)."""
 
 from __future__ import annotations
 
