@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from spiral.models.cascade import cascade_attention
 
@@ -68,26 +68,49 @@ def test_dropout_is_refused():
         cascade_attention(_Layer(0), query, key, value, None, dropout=0.1, shared_kv=shared)
 
 
-def test_tiny_qwen3_with_shared_prefix_equals_whole_rows():
-    """Through the real model: prefix once + left-padded rest under `shared_kv` gives the whole rows' logits."""
+def _shared_prefix_and_whole_rows(device: str, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
+    """Logits of the tiny Qwen3 after a 20-token prefix for two rows: (prefix once + left-padded rest under
+    `shared_kv`, each whole row alone), as fp32 on the CPU."""
     from transformers import AutoModelForCausalLM
 
     from spiral.models.builtin import resolve_builtin
     from spiral.models.cascade import shared_prefix_kv, use_cascade_attention
 
-    model = AutoModelForCausalLM.from_pretrained(str(resolve_builtin("builtin:tiny")), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_builtin("builtin:tiny")), dtype=dtype).to(device).eval()
     assert use_cascade_attention(model)
     g = torch.Generator().manual_seed(4)
-    prefix = torch.randint(5, 1000, (20,), generator=g)
-    rests = [torch.randint(5, 1000, (n,), generator=g) for n in (3, 6)]
+    prefix = torch.randint(5, 1000, (20,), generator=g).to(device)
+    rests = [torch.randint(5, 1000, (n,), generator=g).to(device) for n in (3, 6)]
+    cascade, whole = [], []
     with torch.no_grad():
         shared = shared_prefix_kv(model.get_decoder(), prefix)
-        ids = torch.zeros(2, 6, dtype=torch.long)
-        mask = torch.zeros(2, 6, dtype=torch.long)
+        ids = torch.zeros(2, 6, dtype=torch.long, device=device)
+        mask = torch.zeros(2, 6, dtype=torch.long, device=device)
         for row, rest in enumerate(rests):
             ids[row, 6 - len(rest):], mask[row, 6 - len(rest):] = rest, 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + len(prefix)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, shared_kv=shared).logits
         for row, rest in enumerate(rests):
-            whole = model(input_ids=torch.cat([prefix, rest])[None]).logits[0, len(prefix):]
-            torch.testing.assert_close(logits[row, 6 - len(rest):], whole, atol=1e-5, rtol=1e-5)
+            cascade.append(logits[row, 6 - len(rest):].float().cpu())
+            whole.append(model(input_ids=torch.cat([prefix, rest])[None]).logits[0, len(prefix):].float().cpu())
+    return cascade, whole
+
+
+def test_tiny_qwen3_with_shared_prefix_equals_whole_rows():
+    """Through the real model: prefix once + left-padded rest under `shared_kv` gives the whole rows' logits."""
+    cascade, whole = _shared_prefix_and_whole_rows("cpu", torch.float32)
+    for ours, reference in zip(cascade, whole):
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tiny_qwen3_cascade_on_cuda_is_as_close_to_fp32_as_plain_attention(dtype):
+    """On the GPU (TF32 or bf16 arithmetic), cascade attention strays from the CPU fp32 logits no further than
+    the whole rows under the model's plain attention do."""
+    exact, _ = _shared_prefix_and_whole_rows("cpu", torch.float32)
+    cascade, whole = _shared_prefix_and_whole_rows("cuda", dtype)
+    for ours, plain, reference in zip(cascade, whole, exact):
+        plain_error = (plain - reference).abs().max().item()
+        assert (ours - reference).abs().max().item() <= 2 * plain_error + 1e-4

@@ -52,8 +52,9 @@ def long_prompt(tiny_path) -> list[int]:
 def reference_logprobs(model, prompt: list[int], completion: list[int], temperature: float = 1.0) -> torch.Tensor:
     """log_softmax(logits / T) of each completion token, by one unpadded transformers forward pass."""
     with torch.no_grad():
-        logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1].float()
-    return torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(completion)[:, None]).squeeze(1)
+        logits = model(torch.tensor([prompt + completion], device=model.device)).logits[0, len(prompt) - 1:-1].float()
+    logprobs = torch.log_softmax(logits.cpu() / temperature, -1)
+    return logprobs.gather(1, torch.tensor(completion)[:, None]).squeeze(1)
 
 
 def eos_loving_weights(model, eos_id: int, scale: float = 0.1) -> tuple[dict[str, torch.Tensor], float]:

@@ -205,6 +205,19 @@ def test_shared_prefix_generation_reports_exact_logprobs(wide_engine, game_promp
     _assert_reports_exact_logprobs(wide_engine, game_prompts, temperature, seed=5)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_shared_prefix_generation_reports_logprobs(tiny_path, game_prompts):
+    """On the GPU, game prompts go through the shared prefix and cascade attention; log-probs stay exact."""
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cuda", max_model_len=1024, max_batch_size=16)
+    outs = eng.generate(game_prompts, SamplingSettings(temperature=0.8, max_tokens=12, seed=5))
+    for prompt, out in zip(game_prompts, outs):
+        # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
+        torch.testing.assert_close(torch.tensor(out.logprobs), reference_logprobs(eng.model, prompt, out.token_ids, 0.8),
+                                   atol=2e-3, rtol=0)
+    eng.close()
+
+
 def test_shared_prefix_greedy_equals_each_prompt_alone(wide_engine, game_prompts):
     greedy = SamplingSettings(temperature=0.0, max_tokens=10)
     batched = wide_engine.generate(game_prompts, greedy)
