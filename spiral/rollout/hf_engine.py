@@ -183,6 +183,7 @@ class HFEngine(Engine):
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         reasons: list[str | None] = [None] * n
+        live = list(range(n))  # the prompt each row of the running batch belongs to
         budget = torch.tensor(budgets, device=self.device)
         eos = torch.tensor(sorted(self._eos_ids), device=self.device)
         for step in range(max(budgets)):
@@ -194,21 +195,29 @@ class HFEngine(Engine):
             chosen = dist.gather(1, nxt[:, None]).squeeze(1)
             stop = torch.isin(nxt, eos)
             full = budget <= step + 1
-            for row, (tok, lp, is_stop, is_full) in enumerate(
-                zip(nxt.tolist(), chosen.tolist(), stop.tolist(), full.tolist())
-            ):
-                if reasons[row] is not None:
+            for prompt, tok, lp, is_stop, is_full in zip(live, nxt.tolist(), chosen.tolist(), stop.tolist(),
+                                                         full.tolist()):
+                if reasons[prompt] is not None:
                     continue
-                tokens[row].append(tok)
-                logprobs[row].append(lp)
+                tokens[prompt].append(tok)
+                logprobs[prompt].append(lp)
                 if is_stop:
-                    reasons[row] = "stop"
+                    reasons[prompt] = "stop"
                 elif is_full:
-                    reasons[row] = "length"
-            if all(r is not None for r in reasons):
+                    reasons[prompt] = "length"
+            running = [row for row, prompt in enumerate(live) if reasons[prompt] is None]
+            if not running:
                 break
-            # Finished rows keep decoding (their tokens are ignored) so the batch stays rectangular.
-            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+            # Finished rows keep decoding (their tokens are ignored) until at most half the batch is still
+            # running; then the batch shrinks to those rows. Halving bounds the cache copies to about one
+            # copy of the whole cache, while a batch whose lengths vary widely stops paying for its
+            # finished rows.
+            if len(running) <= len(live) // 2:
+                keep = torch.tensor(running, device=self.device)
+                nxt, mask, positions, budget = nxt[keep], mask[keep], positions[keep], budget[keep]
+                cache.batch_select_indices(keep)
+                live = [live[row] for row in running]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
             positions = positions[:, -1:] + 1
             logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
                                 past_key_values=cache, use_cache=True, shared_kv=context.shared_kv).logits[:, -1]

@@ -168,6 +168,42 @@ def test_cuda_fp32_logprobs_and_weight_load(tiny_path, tiny_seed1_model, prompts
 
 
 @pytest.fixture(scope="module")
+def short_context_engine(tiny_path):
+    """A 56-token context: prompts of different lengths get different budgets and finish at different steps."""
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cpu", max_model_len=56, max_batch_size=8)
+    yield eng
+    eng.close()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_batch_shrinks_to_running_rows_and_stays_exact(short_context_engine, temperature):
+    """Rows end after 12, 24, 36 and 48 tokens: the batch drops finished rows once at most half still run."""
+    engine = short_context_engine
+    prompts = [[(7 * i + 11 * row) % 900 + 5 for i in range(length)] for row, length in enumerate((44, 8, 32, 20))]
+    rows_seen: list[int] = []
+
+    def record(module, args, kwargs):
+        rows_seen.append(kwargs["input_ids"].shape[0])
+
+    hook = engine.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=48, seed=9))
+    finally:
+        hook.remove()
+    assert [len(out.token_ids) for out in outs] == [12, 48, 24, 36]  # no row sampled end-of-sequence early
+    # Prefill 4 rows; 4 rows until the 12-token row ends and while 3 run; 2 rows after step 24, then 1.
+    assert rows_seen == [4] + [4] * 23 + [2] * 12 + [1] * 12
+    for prompt, out in zip(prompts, outs):
+        assert out.finish_reason == "length"
+        torch.testing.assert_close(torch.tensor(out.logprobs),
+                                   reference_logprobs(engine.model, prompt, out.token_ids, temperature or 1.0),
+                                   atol=ATOL, rtol=0)
+        if temperature == 0:
+            alone = engine.generate([prompt], SamplingSettings(temperature=0.0, max_tokens=48))[0]
+            assert alone.token_ids == out.token_ids
+
+
+@pytest.fixture(scope="module")
 def game_prompts(engine) -> list[list[int]]:
     """Kuhn Poker prompts from different deals and seats: they share the rules text as a long common prefix."""
     from spiral.games import make_game
