@@ -169,21 +169,24 @@ def test_cuda_fp32_logprobs_and_weight_load(tiny_path, tiny_seed1_model, prompts
 
 @pytest.fixture(scope="module")
 def short_context_engine(tiny_path):
-    """A 56-token context: prompts of different lengths get different budgets and finish at different steps."""
-    eng = create_engine("hf", tiny_path, dtype="float32", device="cpu", max_model_len=56, max_batch_size=8)
+    """A 72-token context: prompts of different lengths get different budgets and finish at different steps."""
+    eng = create_engine("hf", tiny_path, dtype="float32", device="cpu", max_model_len=72, max_batch_size=8)
     yield eng
     eng.close()
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-prefixes", "shared-prefix"])
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
-def test_batch_shrinks_to_running_rows_and_stays_exact(short_context_engine, temperature):
+def test_batch_shrinks_to_running_rows_and_stays_exact(short_context_engine, temperature, shared):
     """Rows end after 12, 24, 36 and 48 tokens: the batch drops finished rows once at most half still run."""
     engine = short_context_engine
-    prompts = [[(7 * i + 11 * row) % 900 + 5 for i in range(length)] for row, length in enumerate((44, 8, 32, 20))]
-    rows_seen: list[int] = []
+    prompts = [[(7 * i + (0 if shared else 11 * row)) % 900 + 5 for i in range(16)]  # a shared prefix, or not
+               + [(7 * i + 13 * row) % 900 + 5 for i in range(length)]
+               for row, length in enumerate((44, 8, 32, 20))]
+    calls: list[tuple[int, int]] = []
 
     def record(module, args, kwargs):
-        rows_seen.append(kwargs["input_ids"].shape[0])
+        calls.append(tuple(kwargs["input_ids"].shape))
 
     hook = engine.model.register_forward_pre_hook(record, with_kwargs=True)
     try:
@@ -191,8 +194,9 @@ def test_batch_shrinks_to_running_rows_and_stays_exact(short_context_engine, tem
     finally:
         hook.remove()
     assert [len(out.token_ids) for out in outs] == [12, 48, 24, 36]  # no row sampled end-of-sequence early
-    # Prefill 4 rows; 4 rows until the 12-token row ends and while 3 run; 2 rows after step 24, then 1.
-    assert rows_seen == [4] + [4] * 23 + [2] * 12 + [1] * 12
+    assert calls[0] == (4, 44 if shared else 60)  # with a shared prefix, prefill covers only what follows it
+    # 4 rows until the 12-token row ends and while 3 run; 2 rows after step 24, then 1.
+    assert [rows for rows, _ in calls[1:]] == [4] * 23 + [2] * 12 + [1] * 12
     for prompt, out in zip(prompts, outs):
         assert out.finish_reason == "length"
         torch.testing.assert_close(torch.tensor(out.logprobs),
