@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -67,12 +69,24 @@ def test_logprobs_are_tempered_log_softmax(engine, prompts, temperature):
     _assert_reports_exact_logprobs(engine, prompts, temperature, seed=3)
 
 
-def _assert_reports_exact_logprobs(engine, prompts, temperature: float, seed: int) -> None:
+def _assert_reports_exact_logprobs(engine, prompts, temperature: float, seed: int, atol: float = ATOL) -> None:
     """Sampled tokens' reported log-probs equal log_softmax(logits / T) of an unpadded forward."""
     outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=12, seed=seed))
     for prompt, out in zip(prompts, outs):
         ref = reference_logprobs(engine.model, prompt, out.token_ids, temperature)
-        torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=ATOL, rtol=0)
+        torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=atol, rtol=0)
+
+
+@contextlib.contextmanager
+def _forward_input_shapes(model) -> Iterator[list[tuple[int, ...]]]:
+    """Record the `input_ids` shape of every forward call of `model` inside the block."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        yield shapes
+    finally:
+        hook.remove()
 
 
 def test_top_p_logprobs_are_renormalised_over_the_nucleus(engine, prompts):
@@ -159,11 +173,9 @@ def test_cuda_fp32_logprobs_and_weight_load(tiny_path, tiny_seed1_model, prompts
     eng.load_weights(reference.named_parameters())
     outs = eng.generate(prompts + [long_prompt], SamplingSettings(temperature=0.8, max_tokens=16, seed=0))
     for prompt, out in zip(prompts + [long_prompt], outs):
-        with torch.no_grad():
-            logits = reference(torch.tensor([prompt + out.token_ids], device="cuda")).logits[0, len(prompt) - 1:-1]
-        ref = torch.log_softmax(logits.float() / 0.8, -1).gather(1, torch.tensor(out.token_ids, device="cuda")[:, None])
         # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
-        torch.testing.assert_close(torch.tensor(out.logprobs), ref.squeeze(1).cpu(), atol=2e-3, rtol=0)
+        torch.testing.assert_close(torch.tensor(out.logprobs), reference_logprobs(reference, prompt, out.token_ids, 0.8),
+                                   atol=2e-3, rtol=0)
     eng.close()
 
 
@@ -183,16 +195,8 @@ def test_batch_shrinks_to_running_rows_and_stays_exact(short_context_engine, tem
     prompts = [[(7 * i + (0 if shared else 11 * row)) % 900 + 5 for i in range(16)]  # a shared prefix, or not
                + [(7 * i + 13 * row) % 900 + 5 for i in range(length)]
                for row, length in enumerate((44, 8, 32, 20))]
-    calls: list[tuple[int, int]] = []
-
-    def record(module, args, kwargs):
-        calls.append(tuple(kwargs["input_ids"].shape))
-
-    hook = engine.model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
+    with _forward_input_shapes(engine.model) as calls:
         outs = engine.generate(prompts, SamplingSettings(temperature=temperature, max_tokens=48, seed=9))
-    finally:
-        hook.remove()
     assert [len(out.token_ids) for out in outs] == [12, 48, 24, 36]  # no row sampled end-of-sequence early
     assert calls[0] == (4, 44 if shared else 60)  # with a shared prefix, prefill covers only what follows it
     # 4 rows until the 12-token row ends and while 3 run; 2 rows after step 24, then 1.
@@ -250,11 +254,8 @@ def test_shared_prefix_generation_reports_exact_logprobs(wide_engine, game_promp
 def test_cuda_shared_prefix_generation_reports_logprobs(tiny_path, game_prompts):
     """On the GPU, game prompts go through the shared prefix and cascade attention; log-probs stay exact."""
     eng = create_engine("hf", tiny_path, dtype="float32", device="cuda", max_model_len=1024, max_batch_size=16)
-    outs = eng.generate(game_prompts, SamplingSettings(temperature=0.8, max_tokens=12, seed=5))
-    for prompt, out in zip(game_prompts, outs):
-        # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
-        torch.testing.assert_close(torch.tensor(out.logprobs), reference_logprobs(eng.model, prompt, out.token_ids, 0.8),
-                                   atol=2e-3, rtol=0)
+    # TF32 matmuls may be on: looser than the CPU fp32 tolerance.
+    _assert_reports_exact_logprobs(eng, game_prompts, 0.8, seed=5, atol=2e-3)
     eng.close()
 
 
@@ -267,16 +268,9 @@ def test_shared_prefix_greedy_equals_each_prompt_alone(wide_engine, game_prompts
 
 def test_repeated_prompts_are_prefilled_once_and_still_sample_independently(wide_engine, game_prompts):
     prompts = [game_prompts[i] for i in (0, 1, 0, 2, 0, 1, 3, 0)]  # 4 distinct, prompt 0 four times
-    rows_seen: list[int] = []
-
-    def record(module, args, kwargs):
-        rows_seen.append(kwargs["input_ids"].shape[0])
-
-    hook = wide_engine.model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
+    with _forward_input_shapes(wide_engine.model) as calls:
         outs = wide_engine.generate(prompts, SamplingSettings(temperature=1.0, max_tokens=12, seed=6))
-    finally:
-        hook.remove()
+    rows_seen = [rows for rows, _ in calls]
     assert rows_seen[0] == 4 and set(rows_seen[1:]) == {len(prompts)}  # prefill: distinct rows; decode: all
     assert len({tuple(outs[i].token_ids) for i in (0, 2, 4, 7)}) > 1
     for prompt, out in zip(prompts, outs):
