@@ -7,6 +7,7 @@ under torchrun.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from collections.abc import Sequence
@@ -36,6 +37,15 @@ def init_distributed() -> None:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    """Tear the group down while the interpreter is still whole. Left to interpreter shutdown, gloo's
+    worker threads outlive it and a rank can abort with "terminate called without an active exception"
+    (SIGABRT), which torchrun reports as a failed run even though the work was done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
