@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.launch import clean_env
 
 REPO = Path(__file__).parents[2]
 
@@ -31,13 +32,6 @@ def deterministic_view(row: dict) -> dict:
 def spiral_train_cmd(run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"),
             f"run.dir={run_dir}", *TINY_OVERRIDES, *extra]
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without the torch.distributed variables an in-process learner
-    test may have set (a child would otherwise try to join that test's one-rank group)."""
-    dist_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    return {**{k: v for k, v in os.environ.items() if k not in dist_vars}, "PYTHONUNBUFFERED": "1"}
 
 
 def run_train(run_dir: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,21 +12,15 @@ import psutil
 import pytest
 from transformers import AutoModelForCausalLM
 
-from tests.train.conftest import REPO, TINY_OVERRIDES, clean_env, read_metrics
+from tests.launch import clean_env, torchrun_cmd
+from tests.train.conftest import REPO, read_metrics, spiral_train_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-            "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"), f"run.dir={run_dir}",
-            *TINY_OVERRIDES, *extra]
+    """The one-process `spiral train` command line (its `-m spiral.cli ...` part), on two ranks."""
+    return torchrun_cmd(2, *spiral_train_cmd(run_dir, *extra)[1:])
 
 
 def _env() -> dict[str, str]:
@@ -88,9 +80,8 @@ def test_resume_on_a_different_number_of_ranks(tmp_path: Path, stage: int) -> No
     proc = subprocess.run(_torchrun(run_dir, "trainer.steps=2", *args), env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    single = [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "kuhn_tiny.yaml"),
-              f"run.dir={run_dir}", *TINY_OVERRIDES, "trainer.steps=3", *args]
-    proc = subprocess.run(single, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(spiral_train_cmd(run_dir, "trainer.steps=3", *args), env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
+from tests.launch import clean_env
 from tests.train.conftest import (
-    clean_env,
     deterministic_view,
     read_metrics,
     run_train,
