@@ -30,32 +30,53 @@ if TYPE_CHECKING:
     from transformers import DynamicCache
 
 
-def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
-    """Log-probs (fp32, over the last dim) of the distribution the engines sample from at these settings."""
+def sampling_scores(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
+    """fp32 logits of the distribution the engines sample from at these settings (softmax gives it):
+    divided by the temperature and, for top_p < 1, -inf outside the nucleus; plain logits for greedy."""
     from transformers.generation.logits_process import TopPLogitsWarper
 
     scores = logits.float()
     if temperature > 0:
-        scores = scores / temperature
+        if temperature != 1.0:
+            scores = scores / temperature
         if top_p < 1.0:
             scores = TopPLogitsWarper(top_p)(None, scores.reshape(-1, scores.shape[-1])).reshape(scores.shape)
-    return torch.log_softmax(scores, dim=-1)
+    return scores
 
 
-def _inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One draw per row of `probs` [rows, vocab] by inverting its CDF with a single uniform number.
+def sampling_logprobs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
+    """Log-probs (fp32, over the last dim) of the distribution the engines sample from at these settings."""
+    return torch.log_softmax(sampling_scores(logits, temperature, top_p), dim=-1)
 
-    Exact like torch.multinomial, but it needs one random number per row instead of one per vocabulary
-    entry, which on CPU is most of the cost of a decode step for a small model.
+
+def _inverse_cdf_sample(scores: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw per row from softmax(`scores` [rows, vocab]) by inverting its CDF with a single uniform number;
+    returns the tokens [rows] and their log-probs [rows].
+
+    It needs one random number per row instead of one per vocabulary entry (torch.multinomial), and no
+    normalised copy of the distribution: the CDF of the unnormalised weights is searched at u times their sum,
+    and the log-prob is score - max - log(sum), the log_softmax formula. The CDF is fp32; on CPU each entry is
+    accumulated in double and rounded once, so it is exact to 2^-24 of the mass (a double CDF cost 10x more).
     """
-    cdf = probs.double().cumsum(-1)
-    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
-    # right=True skips zero-probability entries (their CDF equals the previous entry's).
-    drawn = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.shape[1] - 1)
+    top = scores.amax(-1, keepdim=True)
+    weights = (scores - top).exp_()
+    cdf = weights.cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand((scores.shape[0], 1), generator=generator, device=scores.device, dtype=cdf.dtype) * total
+    # right=True skips zero-weight entries (their CDF equals the previous entry's).
+    drawn = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[1] - 1)
     # Rounding can put u at the very top of the CDF, past the last entry with mass; take the mode then
     # (rare, so the argmax over the vocabulary is only paid when it happens).
-    has_mass = probs.gather(1, drawn[:, None]).squeeze(1) > 0
-    return drawn if bool(has_mass.all()) else torch.where(has_mass, drawn, probs.argmax(-1))
+    has_mass = weights.gather(1, drawn) > 0
+    if not bool(has_mass.all()):
+        drawn = torch.where(has_mass, drawn, weights.argmax(-1, keepdim=True))
+    return drawn.squeeze(1), (scores.gather(1, drawn) - top - total.log()).squeeze(1)
+
+
+def _greedy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most likely token of each row and its log-prob under softmax(`scores`)."""
+    best = scores.argmax(-1, keepdim=True)
+    return best.squeeze(1), (scores.gather(1, best) - torch.logsumexp(scores, -1, keepdim=True)).squeeze(1)
 
 
 @dataclass
@@ -67,6 +88,7 @@ class _Context:
     last_position: torch.Tensor
     """[rows, 1] position id of each row's last token."""
     shared_kv: SharedKV | None
+    cache: DynamicCache | None
 
 
 class HFEngine(Engine):
@@ -127,14 +149,15 @@ class HFEngine(Engine):
         return ids.to(self.device), mask.to(self.device)
 
     def _prefill(self, seqs: list[list[int]], logits_to_keep: int, prompt_lens: list[int],
-                 cache: DynamicCache | None = None) -> tuple[torch.Tensor, _Context]:
+                 decode_room: int | None = None) -> tuple[torch.Tensor, _Context]:
         """Forward a batch of sequences; returns the logits of their last `logits_to_keep` positions and the
-        context later decode steps continue from.
+        context later decode steps continue from, with a KV cache that has room for `decode_room` more tokens
+        per row (no cache when None).
 
         Sequences are left-padded. Identical sequences are run once and their rows (logits, mask, positions,
         cache) copied: in self-play many games are at the same spot, e.g. every Kuhn hand's first turn with
         the same card. When the distinct sequences share a long common prefix, it is run once at batch size 1
-        and read by every row through cascade attention; `cache`, the mask and the left padding then cover
+        and read by every row through cascade attention; the cache, the mask and the left padding then cover
         only the tokens after it, while positions count from the prefix's start. The shared part ends before
         each row's last prompt token (`prompt_lens`), so every logit a caller asks for comes from this call.
         """
@@ -147,6 +170,8 @@ class HFEngine(Engine):
             prefix = torch.tensor(distinct[0][:shared], device=self.device)
             shared_kv = shared_prefix_kv(self.model.get_decoder(), prefix)
         ids, mask = self._left_pad([s[shared:] for s in distinct])
+        # Sized to what this batch can reach: a larger buffer costs page faults on every fresh allocation.
+        cache = None if decode_room is None else preallocated_cache(self.model.config, ids.shape[1] + decode_room)
         # Leading padding would get position -1; it is masked out anyway.
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
@@ -156,7 +181,7 @@ class HFEngine(Engine):
             logits, mask, positions = logits[select], mask[select], positions[select]
             if cache is not None:
                 cache.batch_select_indices(select)
-        return logits, _Context(mask, positions[:, -1:], shared_kv)
+        return logits, _Context(mask, positions[:, -1:], shared_kv, cache)
 
     def _batches(self, n: int) -> list[range]:
         return [range(start, min(start + self.max_batch_size, n)) for start in range(0, n, self.max_batch_size)]
@@ -174,11 +199,9 @@ class HFEngine(Engine):
     def _generate_batch(self, prompts: list[list[int]], budgets: list[int], sampling: SamplingSettings,
                         generator: torch.Generator) -> list[EngineOutput]:
         """Decode one left-padded batch step by step with the model's KV cache."""
-        # Room for the longest prompt plus the largest budget: the batch is never wider than that.
-        cache = preallocated_cache(self.model.config, max(len(p) for p in prompts) + max(budgets))
-        logits, context = self._prefill(prompts, 1, [len(p) for p in prompts], cache)
+        logits, context = self._prefill(prompts, 1, [len(p) for p in prompts], decode_room=max(budgets))
         logits = logits[:, -1]
-        mask, positions = context.mask, context.last_position
+        mask, positions, cache = context.mask, context.last_position, context.cache
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
@@ -187,12 +210,8 @@ class HFEngine(Engine):
         budget = torch.tensor(budgets, device=self.device)
         eos = torch.tensor(sorted(self._eos_ids), device=self.device)
         for step in range(max(budgets)):
-            dist = sampling_logprobs(logits, sampling.temperature, sampling.top_p)
-            if sampling.temperature > 0:
-                nxt = _inverse_cdf_sample(dist.exp(), generator)
-            else:
-                nxt = dist.argmax(-1)
-            chosen = dist.gather(1, nxt[:, None]).squeeze(1)
+            scores = sampling_scores(logits, sampling.temperature, sampling.top_p)
+            nxt, chosen = _inverse_cdf_sample(scores, generator) if sampling.temperature > 0 else _greedy(scores)
             stop = torch.isin(nxt, eos)
             full = budget <= step + 1
             for prompt, tok, lp, is_stop, is_full in zip(live, nxt.tolist(), chosen.tolist(), stop.tolist(),

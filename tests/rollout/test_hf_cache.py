@@ -39,8 +39,9 @@ def test_repeating_rows_keeps_the_tokens_and_leaves_room_to_grow():
     assert torch.equal(keys, torch.cat([prefix.expand(3, -1, -1, -1), step], dim=2))
 
 
-def test_selecting_rows_keeps_their_tokens_in_order_and_leaves_room_to_grow():
-    layer = PreallocatedLayer(capacity=5)
+@pytest.mark.parametrize("capacity", [5, 12], ids=["mostly-filled", "mostly-empty"])  # the two copy routes
+def test_selecting_rows_keeps_their_tokens_in_order_and_leaves_room_to_grow(capacity):
+    layer = PreallocatedLayer(capacity=capacity)
     prompt = torch.randn(3, 2, 3, 4)
     layer.update(prompt, -prompt)
     rows = torch.tensor([2, 0, 2, 2])
