@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = {
     "train": "Train a policy by self-play: spiral train CONFIG [key=value ...]",
+    "sft": "Supervised fine-tuning on game transcripts: spiral sft CONFIG [key=value ...]",
     "config": "Inspect configs: spiral config show CONFIG [key=value ...]",
     "games": "List every registered game (name, players, parameters, source)",
     "arena": "Play agents (or models) against each other and report win rates",

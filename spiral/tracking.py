@@ -18,6 +18,8 @@ _CONSOLE_KEYS = (
     ("rollout/return_mean", "ret"),
     ("rollout/invalid_rate", "inv"),
     ("loss/policy", "loss"),
+    ("sft/loss", "loss"),
+    ("sft/eval_loss", "eval_loss"),
     ("eval/kuhn_poker/exploitability", "expl"),
     ("time/step", "s/step"),
 )
@@ -49,6 +51,11 @@ class MetricsLogger:
             except Exception as err:  # a logging sink must never end a training run
                 self.console and self.console.print(f"wandb log failed, continuing: {err}")
                 self._wandb = None
+
+    def note(self, text: str) -> None:
+        """A line for the person watching (console only; nothing is recorded)."""
+        if self.console is not None:
+            self.console.print(text, highlight=False)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows beyond `step` (a resumed run rewrites the steps it is about to repeat)."""

@@ -42,10 +42,15 @@ def play_game(
     seed: int,
     rngs: Sequence[random.Random],
     invalid_penalty: tuple[float, float] = (-1.0, 1.0),
+    params: dict[str, Any] | None = None,
 ) -> GameRecord:
-    """Play one game from `seed`. An illegal move ends it: the offender gets `invalid_penalty[0]`, the other seat `[1]`."""
+    """Play one game from `seed`. An illegal move ends it: the offender gets `invalid_penalty[0]`, the other seat `[1]`.
+
+    `params` (the game's constructor parameters) are recorded so the game can be replayed. A model agent's
+    turn records its whole completion; a scripted agent's records the move.
+    """
     game.reset(seed)
-    record = GameRecord(game=game.name, seed=seed)
+    record = GameRecord(game=game.name, seed=seed, params=dict(params or {}))
     while not game.is_terminal():
         if len(record.transcript) >= game.max_turns:  # a game that breaks its own bound ends as a draw
             record.end_reason = "turn_limit"
@@ -54,14 +59,16 @@ def play_game(
         seat = game.current_player()
         observation = game.observation(seat)
         move = agents[seat].act(game, rngs[seat])
+        output = getattr(agents[seat], "last_output", None)
+        completion = output.text if output is not None else move
         try:
             game.apply_action(move)
         except IllegalMoveError:
-            record.transcript.append(TurnRecord(seat, agents[seat].name, observation, move, None))
+            record.transcript.append(TurnRecord(seat, agents[seat].name, observation, completion, None))
             record.end_reason, record.invalid_seat = "invalid_move", seat
             record.returns = [invalid_penalty[0] if s == seat else invalid_penalty[1] for s in range(game.num_players)]
             return record
-        record.transcript.append(TurnRecord(seat, agents[seat].name, observation, move, move))
+        record.transcript.append(TurnRecord(seat, agents[seat].name, observation, completion, move))
     record.returns = list(game.returns())
     return record
 
@@ -89,6 +96,24 @@ def summarize(game_name: str, params: dict[str, Any], agents: Sequence[Agent], r
     )
 
 
+def play_games(
+    game_name: str,
+    params: dict[str, Any] | None,
+    agents: Sequence[Agent],
+    n_games: int,
+    seed: int = 0,
+) -> list[GameRecord]:
+    """Play `n_games` games of `game_name` with agent i in seat i; game k uses seed `seed + k`."""
+    params = params or {}
+    if n_games < 1:
+        raise ValueError(f"n_games must be at least 1, got {n_games}")
+    game = make_game(game_name, params)
+    if len(agents) != game.num_players:
+        raise ValueError(f"{game_name} needs {game.num_players} agents, got {len(agents)}")
+    rngs = [random.Random(f"arena:{seed}:{seat}") for seat in range(len(agents))]
+    return [play_game(game, agents, seed + k, rngs, params=params) for k in range(n_games)]
+
+
 def play_match(
     game_name: str,
     params: dict[str, Any] | None,
@@ -97,12 +122,4 @@ def play_match(
     seed: int = 0,
 ) -> ArenaResult:
     """Play `n_games` games of `game_name` with agent i in seat i and summarise them."""
-    params = params or {}
-    if n_games < 1:
-        raise ValueError(f"n_games must be at least 1, got {n_games}")
-    game = make_game(game_name, params)
-    if len(agents) != game.num_players:
-        raise ValueError(f"{game_name} needs {game.num_players} agents, got {len(agents)}")
-    rngs = [random.Random(f"arena:{seed}:{seat}") for seat in range(len(agents))]
-    records = [play_game(game, agents, seed + k, rngs) for k in range(n_games)]
-    return summarize(game_name, params, agents, records)
+    return summarize(game_name, params or {}, agents, play_games(game_name, params, agents, n_games, seed))

@@ -5,6 +5,7 @@ Their `action_probabilities` are exact, so evaluators can compute exploitability
 
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 
 from spiral.agents.base import Agent, UnsupportedGameError
@@ -14,13 +15,28 @@ from spiral.games.tic_tac_toe import EMPTY, TicTacToe
 
 
 class RandomAgent(Agent):
-    """Uniform over the legal moves."""
+    """Uniform over the legal moves; with `bias` > 0, a fixed random preference per information state.
 
-    name = "random"
+    `bias` b mixes uniform play with a random distribution drawn once per (information state, `seed`):
+    p = (1 − b)·uniform + b·Dirichlet(1). The moves then depend on what the seat sees (its card, the board)
+    without any strategy behind it, e.g. to warm a model up on the answer format without teaching it to
+    ignore its observation (see docs/results.md).
+    """
+
+    def __init__(self, bias: float = 0.0, seed: float = 0) -> None:
+        if not 0.0 <= bias <= 1.0:
+            raise ValueError(f"random: bias must be in [0, 1], got {bias}")
+        self.bias = bias
+        self.seed = int(seed)
+        self.name = "random" if bias == 0 else f"random:bias={bias:g};seed={self.seed}"
 
     def action_probabilities(self, game: Game) -> dict[str, float]:
         legal = game.legal_actions()
-        return {a: 1.0 / len(legal) for a in legal}
+        if self.bias == 0:
+            return {a: 1.0 / len(legal) for a in legal}
+        rng = random.Random(f"{self.seed}/{game.name}/{game.information_state(game.current_player())}")
+        draws = [rng.expovariate(1.0) for _ in legal]  # normalised exponentials are a Dirichlet(1) sample
+        return {a: (1 - self.bias) / len(legal) + self.bias * d / sum(draws) for a, d in zip(legal, draws)}
 
 
 class KuhnNashAgent(Agent):

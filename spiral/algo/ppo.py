@@ -26,6 +26,7 @@ def ppo_loss(
     entropy_coef: float = 0.0,
     num_sequences: float | None = None,
     num_tokens: float | None = None,
+    is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO-clip loss and detached statistics.
 
@@ -41,6 +42,9 @@ def ppo_loss(
     - `token_mean`: the sum of all token losses / num_tokens.
     `num_sequences` / `num_tokens` default to this batch's counts; a caller that accumulates gradients
     over micro-batches passes the whole minibatch's counts so the micro losses add up to its loss.
+    `is_weights` ([B, T], no gradient) multiply each token's clipped policy term: the truncated importance
+    weights min(π_learner / π_engine, cap) that correct for the engine sampling from a slightly different
+    distribution than the learner scores (`algo.tis_cap`).
     Masked-out positions never contribute, even when they hold non-finite values.
     """
     if loss_agg not in LOSS_AGGS:
@@ -64,6 +68,10 @@ def ppo_loss(
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     token_loss = torch.maximum(unclipped, clipped)
+    if is_weights is not None:
+        if is_weights.shape != mask.shape:
+            raise ValueError(f"is_weights {tuple(is_weights.shape)} must have the mask's shape {tuple(mask.shape)}")
+        token_loss = token_loss * torch.where(mask, is_weights.detach().to(token_loss.dtype), 0.0)
     kl_ref = None
     if kl_coef > 0:
         ref_diff = torch.where(mask, ref_logprobs - new_logprobs, 0.0)

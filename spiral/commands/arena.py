@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="game k uses seed SEED+k")
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="game parameter (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--transcripts", metavar="FILE", help="also write every game to this JSONL file "
+                        "(the format `spiral train` writes; `spiral sft` reads it)")
     model = parser.add_argument_group("model agents (a checkpoint's model/ directory, a hub id or builtin:tiny)")
     model.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     model.add_argument("--template", default="chat", choices=["chat", "qwen3_base", "direct"])
@@ -42,19 +44,24 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from spiral.agents.arena import play_match
+    from spiral.agents.arena import play_games, summarize
     from spiral.games import GameNotFound
+    from spiral.rollout.collector import write_transcripts
 
     engines: list = []
     try:
         agents = [_make_agent(spec.strip(), args, engines) for spec in args.agents.split(",")]
-        result = play_match(args.game, parse_params(args.param), agents, args.games, args.seed)
+        params = parse_params(args.param)
+        records = play_games(args.game, params, agents, args.games, args.seed)
+        result = summarize(args.game, params, agents, records)
     except (ValueError, GameNotFound) as err:
         print(f"spiral arena: {err}", file=sys.stderr)
         return 2
     finally:
         for engine in engines:
             engine.close()
+    if args.transcripts:
+        write_transcripts(records, args.transcripts)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

@@ -172,11 +172,17 @@ class AlgoConfig:
     0 (the paper) disables it."""
     filter_zero_advantage: bool = False
     """Drop samples whose advantage is exactly zero before the update."""
+    tis_cap: float = 0.0
+    """Truncated importance sampling: weight each token's policy-gradient term by min(π_learner / π_engine, cap),
+    the learner's and the inference engine's probabilities of the sampled token (the engine samples from a
+    slightly different distribution: other kernels, bf16). 0 disables it; 2 is a common cap.
+    `train/mismatch_kl` logs the gap either way."""
 
     def __post_init__(self) -> None:
         _require(self.loss_agg in ("seq_sum_norm", "token_mean"), f"algo.loss_agg unknown: {self.loss_agg!r}")
         _require(self.clip_eps > 0, "algo.clip_eps must be positive")
         _require(self.entropy_coef >= 0, "algo.entropy_coef must be >= 0")
+        _require(self.tis_cap == 0 or self.tis_cap >= 1, f"algo.tis_cap must be 0 (off) or at least 1, got {self.tis_cap}")
         _require(self.epochs >= 1 and self.minibatches >= 1, "algo.epochs and algo.minibatches must be >= 1")
 
 
@@ -257,6 +263,48 @@ class EvalConfig:
     """Eval generation budget."""
 
 
+SFT_FILTERS = ("all", "winners")
+
+
+@dataclass
+class SftConfig:
+    """`spiral sft`: supervised fine-tuning on game transcripts (completion tokens only).
+
+    Optimisation comes from `trainer` (lr, schedule, ZeRO, micro-batches; `trainer.steps` optimizer steps),
+    the model from `model`, the prompt format from `rollout.template`, the games played on the fly from `games`.
+    """
+
+    data: list[str] = field(default_factory=list)
+    """Transcript JSONL files or globs, as `spiral train` (run.dir/transcripts/) and `spiral arena --transcripts`
+    write them; empty plays `episodes` games between `agents` on the fly instead."""
+    agents: list[str] = field(default_factory=lambda: ["random", "random"])
+    """The two seats' agents for games played on the fly: scripted agents (`random`, `nash`, `minimax`, ...),
+    a checkpoint's `model/` directory, a hub id or `builtin:NAME` (model agents sample with `rollout` settings)."""
+    episodes: int = 2000
+    """Games played on the fly (the `games` mixture, seeds from `run.seed`)."""
+    filter: str = "all"
+    """Which turns to learn from: `all` valid moves, or `winners`: only the turns of the seat that won its game
+    (the paper's SFT baseline). Invalid moves are never learned."""
+    batch_size: int = 32
+    """Examples per optimizer step (micro-batched by `trainer.micro_batch_size`)."""
+    move_weight: float = 1.0
+    """Loss weight of the move's own tokens (the content of the last `\\boxed{}`) relative to the other
+    completion tokens. Below 1 teaches the answer format more than the choice of move (see docs/results.md)."""
+    eval_fraction: float = 0.05
+    """Share of the games held out for the eval loss (split by game, so a game's turns stay together)."""
+    eval_every: int = 50
+    """Compute the held-out loss every this many steps (and at the end); 0 disables it."""
+
+    def __post_init__(self) -> None:
+        _require(self.filter in SFT_FILTERS, f"sft.filter must be one of {', '.join(SFT_FILTERS)}, not {self.filter!r}")
+        _require(len(self.agents) == 2, f"sft.agents must name two agents (one per seat), got {self.agents}")
+        _require(self.episodes >= 1, f"sft.episodes must be at least 1, got {self.episodes}")
+        _require(self.batch_size >= 1, f"sft.batch_size must be at least 1, got {self.batch_size}")
+        _require(self.move_weight >= 0, f"sft.move_weight must be >= 0, got {self.move_weight}")
+        _require(0.0 <= self.eval_fraction < 1.0, f"sft.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        _require(self.eval_every >= 0, f"sft.eval_every must be >= 0, got {self.eval_every}")
+
+
 @dataclass
 class LoggingConfig:
     wandb: bool = False
@@ -297,6 +345,8 @@ class SpiralConfig:
     """Metrics sinks."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint cadence and retention."""
+    sft: SftConfig = field(default_factory=SftConfig)
+    """Supervised fine-tuning on transcripts (`spiral sft` only; `spiral train` ignores it)."""
 
     def __post_init__(self) -> None:
         _require(len(self.games) > 0, "games must list at least one game")

@@ -9,7 +9,13 @@ import re
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` whose braces balance, or None.
+    """Content of the last `\\boxed{...}` whose braces balance, or None."""
+    span = last_boxed_span(text)
+    return None if span is None else text[span[0] : span[1]]
+
+
+def last_boxed_span(text: str) -> tuple[int, int] | None:
+    """(start, end) character offsets of the content of the last balanced `\\boxed{...}`, or None.
 
     One pass with a brace stack, so degenerate completions (thousands of unclosed boxes) stay linear.
     """
@@ -27,7 +33,7 @@ def last_boxed(text: str) -> str | None:
             i = stack.pop()
             if i in box_opens and (best is None or i > best[0]):
                 best = (i, j)
-    return None if best is None else text[best[0] + 1 : best[1]]
+    return None if best is None else (best[0] + 1, best[1])
 
 
 def normalize_move(text: str) -> str:

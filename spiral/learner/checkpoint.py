@@ -47,6 +47,24 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def find_resume_checkpoint(mode: str, run_dir: str | Path) -> Path | None:
+    """The checkpoint a run with `run.resume = mode` continues from: `auto` the latest in `run_dir` (None if
+    there is none), `never` none (refusing a run directory that holds checkpoints), else the path given."""
+    from spiral.config.schema import ConfigError
+
+    if mode == "never":
+        if latest_checkpoint(run_dir) is not None:
+            raise ConfigError(f"run.resume=never but {run_dir} already holds checkpoints; "
+                              "choose another run.dir or use run.resume=auto")
+        return None
+    if mode == "auto":
+        return latest_checkpoint(run_dir)
+    path = Path(mode)
+    if not path.is_dir():
+        raise ConfigError(f"run.resume: checkpoint directory {path} does not exist")
+    return path
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -139,6 +139,28 @@ def lr_multiplier(step: int, warmup: int, total: int, decay: str = "none", min_r
     progress = min(1.0, (step - warmup) / (total - 1 - warmup))
     shape = 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return min_ratio + (1.0 - min_ratio) * shape
+
+
+def _engine_logprobs(sample: TurnSample, learner_logprobs: Tensor) -> Tensor | None:
+    """The engine's log-probs of a sample's learning tokens, aligned with the learner's (None when the sample
+    carries none, e.g. one built by hand)."""
+    if len(sample.logprobs) != learner_logprobs.numel():
+        return None
+    return torch.tensor(sample.logprobs, dtype=learner_logprobs.dtype, device=learner_logprobs.device)
+
+
+def _mismatch_metrics(learner_lp: Sequence[Tensor], engine_lp: Sequence[Tensor | None]) -> dict[str, float]:
+    """How far the inference engine's log-probs of the sampled tokens are from the learner's, over all ranks:
+    `mismatch_kl`, the k3 estimate of KL(engine ‖ learner) per token (the tokens were sampled by the engine),
+    and `mismatch_max_abs`, the largest |learner − engine| log-prob of any token."""
+    pairs = [(l, e) for l, e in zip(learner_lp, engine_lp) if e is not None]
+    diff = torch.cat([l - e for l, e in pairs]) if pairs else torch.zeros(0)
+    k3 = diff.exp() - diff - 1.0
+    count, total = dist_utils.all_reduce_sum([float(diff.numel()), float(k3.sum())])
+    (largest,) = dist_utils.all_reduce_max([float(diff.abs().max()) if diff.numel() else 0.0])
+    if count == 0:
+        return {}
+    return {"mismatch_kl": total / count, "mismatch_max_abs": largest}
 
 
 def _is_zero3_param(p: Tensor) -> bool:
@@ -284,11 +306,13 @@ class Learner:
         algo, tr = self.cfg.algo, self.cfg.trainer
         norm = float(algo.loss_norm or self.cfg.rollout.max_tokens)
         lr = float(self.engine.get_lr()[0])  # this update's first step (the scheduler moves on after each)
-        world = dist_utils.world_size()
         self.engine.module.eval()
         old = self._score_all(self.engine, samples, temperature)
         ref = self._score_all(self.reference, samples, temperature) if self.reference is not None else None
         self.engine.module.train()
+        engine_lp = [_engine_logprobs(s, o) for s, o in zip(samples, old)]
+        tis = [None if e is None else (o - e).exp().clamp(max=algo.tis_cap) for o, e in zip(old, engine_lp)] \
+            if algo.tis_cap > 0 else None
 
         totals = {"loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 0.0, "entropy": 0.0,
                   "kl_ref": 0.0, "move_entropy": 0.0, "choice_samples": 0.0}
@@ -299,18 +323,11 @@ class Learner:
                 groups = micro_batches(minibatch, tr.micro_batch_size)
                 mb_tokens = sum(learning_tokens(samples[j]) for j in minibatch)
                 g_seqs, g_tokens = dist_utils.all_reduce_sum([len(minibatch), mb_tokens])
-                rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
                 if g_seqs == 0:
                     continue
-                bad = 0.0
-                for i in range(rounds):
-                    self.engine.set_gradient_accumulation_boundary(i == rounds - 1)
-                    if i >= len(groups):
-                        # A rank with fewer micro-batches runs a zero-weight one so collectives stay aligned.
-                        loss = self._dummy_forward(self.engine, temperature).sum() * 0.0
-                        self.engine.backward(loss, scale_wrt_gas=False)
-                        continue
-                    group = groups[i]
+
+                def micro_loss(group: list[int]) -> Tensor:
+                    nonlocal tokens_seen, entropy_tokens
                     batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
                     new_lp, entropy, learning_entropy = self._forward(self.engine, batch, temperature,
                                                                       return_entropy=True)
@@ -318,14 +335,15 @@ class Learner:
                     ref_lp = None
                     if ref is not None:
                         ref_lp = pad_sequence([ref[j] for j in group], batch_first=True).to(new_lp.dtype)
+                    weights = None
+                    if tis is not None:
+                        weights = pad_sequence([torch.ones_like(old[j]) if tis[j] is None else tis[j] for j in group],
+                                               batch_first=True).to(new_lp.device, new_lp.dtype)
                     loss, stats = ppo_loss(new_lp, old_lp, batch.advantages, batch.sample_mask, clip_eps=algo.clip_eps,
                                            loss_agg=algo.loss_agg, norm_constant=norm, ref_logprobs=ref_lp,
                                            kl_coef=algo.kl_coef, entropy=learning_entropy,
-                                           entropy_coef=algo.entropy_coef, num_sequences=g_seqs, num_tokens=g_tokens)
-                    if not torch.isfinite(loss.detach()).item():
-                        bad = 1.0
-                    # DeepSpeed averages gradients over ranks; the loss is already a global mean.
-                    self.engine.backward(loss * world, scale_wrt_gas=False)
+                                           entropy_coef=algo.entropy_coef, num_sequences=g_seqs, num_tokens=g_tokens,
+                                           is_weights=weights)
                     n = stats["tokens"].item()
                     tokens_seen += n
                     totals["loss"] += loss.item()
@@ -337,7 +355,10 @@ class Learner:
                     for key in ("clip_fraction", "approx_kl", "ratio_mean", "kl_ref"):
                         if key in stats:
                             totals[key] += stats[key].item() * n
-                applied, grad_norm = self._step(bad_loss=dist_utils.all_reduce_max([bad])[0] > 0)
+                    return loss
+
+                bad = self._accumulate(groups, temperature, micro_loss)
+                applied, grad_norm = self._step(bad_loss=bad)
                 steps += 1
                 skipped += 0 if applied else 1
                 if applied and grad_norm is not None:
@@ -359,11 +380,73 @@ class Learner:
             "skipped": float(skipped),
             "optimizer_steps": float(steps - skipped),
         }
+        metrics.update(_mismatch_metrics(old, engine_lp))
         if self.reference is not None:
             metrics["kl_ref"] = values["kl_ref"] / tokens_all
         if values["choice_samples"] > 0:  # the entropy that matters when moves are chosen among the legal ones
             metrics["move_entropy"] = values["move_entropy"] / values["choice_samples"]
         return metrics
+
+    def supervised_update(self, examples: Sequence[TurnSample], weights: Sequence[Sequence[float]]) -> dict[str, float]:
+        """One optimizer step of weighted next-token NLL on the completion tokens of this rank's `examples`
+        (`weights`: one per completion token; prompt tokens carry no loss). The loss is the weighted mean over
+        every rank's tokens; a non-finite loss or gradient skips the step like a PPO step."""
+        lr = float(self.engine.get_lr()[0])
+        (total,) = dist_utils.all_reduce_sum([float(sum(sum(w) for w in weights))])
+        if total <= 0:
+            raise ValueError("supervised_update: the examples carry no loss weight")
+        self.engine.module.train()
+        nll = 0.0
+
+        def micro_loss(group: list[int]) -> Tensor:
+            nonlocal nll
+            batch = collate([examples[j] for j in group], self.pad_id).to(self.device)
+            lp, _, _ = self._forward(self.engine, batch, 1.0)
+            w = pad_sequence([torch.tensor(weights[j], dtype=lp.dtype) for j in group], batch_first=True).to(self.device)
+            loss = -(torch.where(batch.sample_mask, lp, 0.0) * w).sum() / total
+            nll += loss.item()
+            return loss
+
+        bad = self._accumulate(micro_batches(range(len(examples)), self.cfg.trainer.micro_batch_size), 1.0, micro_loss)
+        applied, grad_norm = self._step(bad_loss=bad)
+        if not applied:
+            log.warning("skipped an optimizer step: non-finite loss or gradient")
+        (loss,) = dist_utils.all_reduce_sum([nll])
+        return {"loss": loss, "grad_norm": grad_norm if grad_norm is not None else float("nan"), "lr": lr,
+                "skipped": float(not applied)}
+
+    @torch.no_grad()
+    def supervised_loss(self, examples: Sequence[TurnSample], weights: Sequence[Sequence[float]]) -> float:
+        """The weighted mean NLL of `supervised_update` over every rank's examples, without a step."""
+        was_training = self.engine.module.training
+        self.engine.module.eval()
+        try:
+            logprobs = self._score_all(self.engine, examples, 1.0)
+        finally:
+            self.engine.module.train(was_training)
+        nll = sum(-float((lp * torch.tensor(w, dtype=lp.dtype, device=lp.device)).sum())
+                  for lp, w in zip(logprobs, weights))
+        nll, total = dist_utils.all_reduce_sum([nll, float(sum(sum(w) for w in weights))])
+        return nll / total if total > 0 else float("nan")
+
+    def _accumulate(self, groups: list[list[int]], temperature: float, micro_loss: Callable[[list[int]], Tensor]) -> bool:
+        """Backward `micro_loss(group)` for each of this rank's micro-batches, as many rounds on every rank (a
+        rank with fewer runs zero-weight ones so collectives stay aligned); the last round is the accumulation
+        boundary. Returns whether any rank's loss was non-finite."""
+        rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
+        world = dist_utils.world_size()
+        bad = 0.0
+        for i in range(rounds):
+            self.engine.set_gradient_accumulation_boundary(i == rounds - 1)
+            if i >= len(groups):
+                self.engine.backward(self._dummy_forward(self.engine, temperature).sum() * 0.0, scale_wrt_gas=False)
+                continue
+            loss = micro_loss(groups[i])
+            if not torch.isfinite(loss.detach()).item():
+                bad = 1.0
+            # DeepSpeed averages gradients over ranks; micro losses are already global means.
+            self.engine.backward(loss * world, scale_wrt_gas=False)
+        return dist_utils.all_reduce_max([bad])[0] > 0
 
     def _step(self, bad_loss: bool) -> tuple[bool, float | None]:
         """Apply the accumulated gradients unless anything is non-finite; (applied, grad norm)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +55,26 @@ BUILTIN_MODELS: dict[str, BuiltinSpec] = {
                                     num_attention_heads=16, num_key_value_heads=8, head_dim=128,
                                     max_position_embeddings=40960, pad_vocab_to=151936),
 }
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A built-in model that is another built-in fine-tuned by `spiral sft` with a recipe shipped in
+    `spiral/models/recipes/` (built on first use, like the others; reproducible with `spiral sft RECIPE`)."""
+
+    base: str
+    recipe: str
+
+
+WARM_STARTS: dict[str, WarmStart] = {
+    # The tiny model taught to answer Kuhn Poker prompts with `\boxed{move}`, and no strategy (docs/results.md).
+    "tiny-kuhn-format": WarmStart(base="tiny", recipe="tiny-kuhn-format.yaml"),
+}
+
+
+def recipe_path(name: str) -> Path:
+    """The `spiral sft` config that builds warm-start `name`."""
+    return Path(__file__).parent / "recipes" / WARM_STARTS[name].recipe
 
 
 def _corpus() -> list[str]:
@@ -135,22 +157,66 @@ def cache_root() -> Path:
 def resolve_builtin(path: str, seed: int = 0) -> Path:
     """Directory of `builtin:<name>`, building it on first use (atomic, safe under parallel tests)."""
     name = path[len(BUILTIN_PREFIX):]
-    if name not in BUILTIN_MODELS:
-        raise ValueError(f"unknown built-in model {path!r}; known: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
-    target = cache_root() / "models" / f"{name}-v{_RECIPE_VERSION}-seed{seed}"
+    if name not in BUILTIN_MODELS and name not in WARM_STARTS:
+        known = ", ".join(BUILTIN_PREFIX + n for n in [*BUILTIN_MODELS, *WARM_STARTS])
+        raise ValueError(f"unknown built-in model {path!r}; known: {known}")
+    version = _RECIPE_VERSION if name in BUILTIN_MODELS else f"{_RECIPE_VERSION}.{_recipe_digest(name)}"
+    target = cache_root() / "models" / f"{name}-v{version}-seed{seed}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build_builtin(name, tmp, seed)
+    with _build_lock(target):  # one builder at a time; the others then find its result
+        if (target / "config.json").is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
+            if name in BUILTIN_MODELS:
+                build_builtin(name, tmp, seed)
+            else:
+                _build_warm_start(name, tmp, seed)
             os.rename(tmp, target)
-        except OSError:  # another process finished first; theirs is identical
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _recipe_digest(name: str) -> str:
+    """A short hash of a warm-start's recipe, so editing the recipe rebuilds cached copies."""
+    import hashlib
+
+    return hashlib.sha256(recipe_path(name).read_bytes()).hexdigest()[:8]
+
+
+@contextmanager
+def _build_lock(target: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(target.parent / f".{target.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_warm_start(name: str, out_dir: Path, seed: int) -> None:
+    """Fine-tune the warm-start's base with its recipe in a child `spiral sft` (its own one-rank group, also
+    when the caller is a torchrun rank) and move the resulting model directory to `out_dir`."""
+    import subprocess
+    import sys
+
+    base = resolve_builtin(BUILTIN_PREFIX + WARM_STARTS[name].base, seed)
+    run_dir = out_dir / "sft-run"
+    command = [sys.executable, "-m", "spiral.cli", "sft", str(recipe_path(name)), f"model.path={base}",
+               f"run.dir={run_dir}", f"run.seed={seed}", "logging.console=false"]
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in launcher}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"building builtin:{name} failed (`{' '.join(command)}`):\n{done.stderr[-3000:]}")
+    for item in (run_dir / "model").iterdir():
+        shutil.move(str(item), out_dir / item.name)
+    shutil.rmtree(run_dir)
 
 
 def resolve_model_path(path: str, seed: int = 0) -> str:

@@ -199,7 +199,7 @@ class Collector:
             policy, sample = frozenset((0, 1)), frozenset(self.learning_seats)
         else:
             policy = sample = frozenset([self.learning_seats[n % len(self.learning_seats)]])
-        live = _LiveGame(game, GameRecord(game=game.name, seed=game_seed), policy, sample, rng)
+        live = _LiveGame(game, GameRecord(game=game.name, seed=game_seed, params=dict(spec.params)), policy, sample, rng)
         self._advance(live)
         return live
 

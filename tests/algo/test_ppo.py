@@ -117,3 +117,17 @@ def test_bad_arguments():
         ppo_loss(x, torch.zeros(1, 3), torch.zeros(1), x, clip_eps=0.2, loss_agg="token_mean")
     with pytest.raises(ValueError, match="entropy"):
         ppo_loss(x, x, torch.zeros(1), x, clip_eps=0.2, loss_agg="token_mean", entropy_coef=0.1)
+
+
+def test_importance_weights_scale_each_tokens_policy_term():
+    new = _lp([[1.1, 0.9, 1.0]]).requires_grad_(True)
+    old, mask = torch.zeros(1, 3, dtype=torch.float64), torch.tensor([[True, True, False]])
+    weights = torch.tensor([[2.0, 0.5, float("nan")]], dtype=torch.float64)  # masked positions never count
+    loss, _ = ppo_loss(new, old, torch.tensor([1.0], dtype=torch.float64), mask, clip_eps=0.2,
+                       loss_agg="token_mean", is_weights=weights)
+    assert loss.item() == pytest.approx(-(2.0 * 1.1 + 0.5 * 0.9) / 2)
+    loss.backward()
+    assert new.grad[0].tolist() == pytest.approx([-2.0 * 1.1 / 2, -0.5 * 0.9 / 2, 0.0])
+    with pytest.raises(ValueError, match="is_weights"):
+        ppo_loss(new, old, torch.tensor([1.0], dtype=torch.float64), mask, clip_eps=0.2, loss_agg="token_mean",
+                 is_weights=weights[:, :2])

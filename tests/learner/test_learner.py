@@ -291,3 +291,26 @@ def test_repeated_samples_share_a_row_and_add_up_their_gradients(tiny_path):
     assert flat.tolist() == pytest.approx(torch.cat(alone).tolist(), abs=1e-5)
     for got, want in zip(together, [p.grad for p in model.parameters()]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shift, expected_weight", [(math.log(1.5), 1.5), (math.log(10.0), 2.0)])
+def test_truncated_importance_sampling_weights_by_the_capped_engine_ratio(tiny_path, shift, expected_weight):
+    """Engine log-probs `shift` below the learner's mean a ratio π_learner / π_engine = e^shift on every token;
+    with algo.tis_cap = 2 the policy loss of one minibatch step is that ratio, capped at 2, times the loss without
+    the correction. The mismatch metrics report the gap."""
+    samples = make_samples(4)
+    losses, mismatch = [], []
+    for cap in (0.0, 2.0):
+        cfg = small_config()
+        cfg.algo.epochs, cfg.algo.minibatches, cfg.algo.tis_cap = 1, 1, cap
+        learner = Learner(cfg, tiny_path)
+        scored = learner.score(samples)
+        for sample, lps in zip(samples, scored):
+            sample.logprobs = [lp - shift for lp in lps]
+        stats = learner.update(samples)
+        losses.append(stats["policy_loss"])
+        mismatch.append((stats["mismatch_kl"], stats["mismatch_max_abs"]))
+    assert losses[1] == pytest.approx(expected_weight * losses[0], rel=1e-4)
+    for kl, largest in mismatch:
+        assert kl == pytest.approx(math.exp(shift) - shift - 1.0, rel=1e-4)
+        assert largest == pytest.approx(shift, rel=1e-4)

@@ -1,0 +1,27 @@
+"""`spiral sft CONFIG [key=value ...]`: supervised fine-tuning on game transcripts (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file with an `sft:` section, e.g. configs/sft_kuhn_tiny.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.filter=winners trainer.steps=200")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spiral.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # fails here, before anything heavy starts
+    from spiral.sft.data import SftDataError
+    from spiral.sft.loop import sft
+
+    try:
+        model = sft(cfg)
+    except SftDataError as err:
+        print(f"spiral sft: {err}", file=sys.stderr)
+        return 2
+    print(f"spiral sft: model written to {model}", file=sys.stderr)
+    return 0
