@@ -28,10 +28,12 @@ class PlotGroup:
 GROUPS = (
     PlotGroup("win_rates", "Win rate against each opponent", re.compile(r"^eval/[^/]+/[^/]+/win_rate$"), "max"),
     PlotGroup("exploitability", "Kuhn Poker exploitability", re.compile(r"^eval/[^/]+/exploitability$"), "min"),
+    PlotGroup("invalid", "Invalid-move rate (training turns; exploitability read-out)",
+              re.compile(r"^(rollout/invalid_rate|eval/[^/]+/exploitability_invalid)$"), "min"),
     PlotGroup("benchmarks", "Benchmark accuracy", re.compile(r"^eval/bench/[^/]+/accuracy$"), "max"),
     PlotGroup("response_length", "Response length (tokens)", re.compile(r"^rollout/response_len"), None),
     PlotGroup("returns", "Mean return by game and seat", re.compile(r"^returns/[^/]+/seat\d+$"), None),
-    PlotGroup("loss", "Loss", re.compile(r"^loss/"), "min"),
+    PlotGroup("loss", "Loss", re.compile(r"^(loss/|sft/(eval_)?loss$)"), "min"),
 )
 
 

@@ -132,3 +132,22 @@ def test_make_agent_specs():
     for model_spec in ["builtin:tiny", "runs/exp1/checkpoints/step_10", "Qwen/Qwen3-4B-Base"]:
         with pytest.raises(ValueError, match="inference engine"):
             make_agent(model_spec)
+
+
+def test_biased_random_agent_keeps_a_fixed_random_preference_per_information_state():
+    from spiral.eval.exploitability import information_sets
+
+    states = information_sets()
+    biased, again, other = (make_agent(f"random:bias={b};seed={s}") for b, s in ((1, 13), (1, 13), (1, 14)))
+    tables = [{key: agent.action_probabilities(game) for key, game in states.items()} for agent in (biased, again, other)]
+    assert tables[0] == tables[1] and tables[0] != tables[2]
+    for table in tables:
+        assert all(abs(sum(p.values()) - 1.0) < 1e-12 and min(p.values()) > 0 for p in table.values())
+    # The moves depend on the card: the three cards' bet probabilities differ after the same history.
+    first = [tables[0][f"{card}"]["bet"] for card in range(3)]
+    assert len({round(p, 6) for p in first}) == 3
+    half = make_agent("random:bias=0.5;seed=13").action_probabilities(states["0"])
+    assert half["bet"] == pytest.approx(0.25 + 0.5 * tables[0]["0"]["bet"])
+    assert make_agent("random:bias=0").action_probabilities(states["0"]) == {"check": 0.5, "bet": 0.5}
+    with pytest.raises(ValueError, match="bias"):
+        make_agent("random:bias=1.5")
