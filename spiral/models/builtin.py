@@ -7,6 +7,7 @@ built on first use and cached. Nothing is downloaded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -134,9 +135,7 @@ def cache_root() -> Path:
 
 def resolve_builtin(path: str, seed: int = 0) -> Path:
     """Directory of `builtin:<name>`, building it on first use (atomic, safe under parallel tests)."""
-    name = path[len(BUILTIN_PREFIX):]
-    if name not in BUILTIN_MODELS:
-        raise ValueError(f"unknown built-in model {path!r}; known: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+    name = resolve_builtin_name(path)
     target = cache_root() / "models" / f"{name}-v{_RECIPE_VERSION}-seed{seed}"
     if (target / "config.json").is_file():
         return target
@@ -153,8 +152,45 @@ def resolve_builtin(path: str, seed: int = 0) -> Path:
     return target
 
 
+# A Hugging Face hub id: `name` or `owner/name` (letters, digits, `-`, `_`, `.`).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_model_path(path: str) -> None:
+    """Raise ValueError unless `path` is `builtin:<known name>`, a model folder or a hub id; the message
+    says which folder to pass when `path` is a spiral run or checkpoint directory instead."""
+    if path.startswith(BUILTIN_PREFIX):
+        resolve_builtin_name(path)
+        return
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if (local / "state.json").is_file() and (local / "model").is_dir():
+            raise ValueError(f"{path} is a training checkpoint, not a model folder; pass {local / 'model'}")
+        if (local / "checkpoints").is_dir():
+            raise ValueError(f"{path} is a run directory; pass one checkpoint's model folder, "
+                             f"e.g. {local / 'checkpoints' / 'step-N' / 'model'}")
+        if not (local / "config.json").is_file():
+            raise ValueError(f"{path} holds no config.json, so it is not a Hugging Face model folder")
+        return
+    if local.exists():
+        raise ValueError(f"{path} is a file; pass the model folder that holds config.json")
+    if path in BUILTIN_MODELS:
+        raise ValueError(f"{path!r} is not a model; did you mean '{BUILTIN_PREFIX}{path}'?")
+    if not _HUB_ID.match(path):
+        raise ValueError(f"{path!r} is neither builtin:NAME, an existing model folder nor a hub id (owner/name)")
+
+
+def resolve_builtin_name(path: str) -> str:
+    """The model name of `builtin:<name>`; ValueError listing the known ones if there is none such."""
+    name = path[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"unknown built-in model {path!r}; known: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+    return name
+
+
 def resolve_model_path(path: str, seed: int = 0) -> str:
-    """A loadable directory or hub id for any `model.path` value."""
+    """A loadable directory or hub id for any `model.path` value (ValueError for anything else)."""
     if path.startswith(BUILTIN_PREFIX):
         return str(resolve_builtin(path, seed))
+    check_model_path(path)
     return path
