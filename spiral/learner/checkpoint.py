@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from spiral.errors import SpiralError
 from spiral.learner import distributed as dist_utils
+from spiral.learner.safe_load import trusted, weights_only_loads
 
 if TYPE_CHECKING:
     from spiral.learner.learner import Learner
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
 _UNIVERSAL_DIR = "deepspeed-universal"
+
+
+class CheckpointError(SpiralError):
+    """A checkpoint that cannot be written or read; the message says why and what to do."""
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
@@ -48,18 +54,44 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as JSON-able numbers (a checkpoint file that can carry no code)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(words), gauss],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state().tolist(),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Inverse of `_rng_state` (also takes the tensors and arrays of checkpoints from before JSON)."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _load_rng_state(folder: Path) -> dict[str, Any] | None:
+    """This rank's saved RNG state; None when absent (resuming with more ranks than were saved)."""
+    rank = dist_utils.rank()
+    saved = folder / f"rank-{rank}.json"
+    if saved.is_file():
+        try:
+            return json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{saved} is not a valid RNG state ({err}); the checkpoint is damaged") from None
+    legacy = folder / f"rank-{rank}.pt"  # checkpoints written before the JSON format
+    if legacy.is_file():
+        with weights_only_loads(legacy):
+            return torch.load(legacy, weights_only=not trusted())
+    return None
 
 
 def _save_hf_model(learner: Learner, out: Path) -> None:
@@ -95,7 +127,7 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
 
     Contents: `model/` (HF, loadable by transformers and vLLM; LoRA merged) or, with LoRA, `adapter/`
     plus `model/` when `checkpoint.save_merged`; `deepspeed/` (weights, optimizer, scheduler; one
-    shard per rank); `rng/rank-N.pt`; `state.json` (step and `state`, which must be JSON-able);
+    shard per rank); `rng/rank-N.json`; `state.json` (step and `state`, which must be JSON-able);
     `config.yaml`. Keeps the newest `checkpoint.keep`. Every rank must call it.
     """
     from spiral.config.loader import to_yaml
@@ -116,7 +148,7 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
         _save_hf_model(learner, tmp / "model")
     learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
     (tmp / "rng").mkdir(exist_ok=True)
-    torch.save(_rng_state(), tmp / "rng" / f"rank-{dist_utils.rank()}.pt")
+    (tmp / "rng" / f"rank-{dist_utils.rank()}.json").write_text(json.dumps(_rng_state()))
     if dist_utils.is_main():
         layout = {"world_size": dist_utils.world_size(), "zero_stage": learner.cfg.trainer.zero_stage}
         text = json.dumps({"step": step, "learner": {"updates": learner.updates}, "layout": layout, "state": state},
@@ -164,9 +196,10 @@ def prepare_resume(path: str | Path) -> bool:
 
         tmp = path / f".{_UNIVERSAL_DIR}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        ds_to_universal(Namespace(input_folder=str(path / "deepspeed" / _DS_TAG), output_folder=str(tmp / _DS_TAG),
-                                  num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
-                                  inject_missing_state=True))
+        with weights_only_loads(path / "deepspeed"):  # one worker each: the conversion stays in this process
+            ds_to_universal(Namespace(input_folder=str(path / "deepspeed" / _DS_TAG), output_folder=str(tmp / _DS_TAG),
+                                      num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                      inject_missing_state=True))
         tmp.rename(target)
     dist_utils.barrier()
     return True
@@ -177,18 +210,21 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
 
     The result is the `state` dict given to `save_checkpoint` with `step` added. A learner built with
     `load_universal` (see `prepare_resume`) reads the universal conversion instead of the rank shards.
+    Nothing in the checkpoint can run code: DeepSpeed's files are read weights-only (see `safe_load`),
+    the rest is JSON.
     """
     path = Path(path)
     meta = _read_meta(path)
     folder = path / (_UNIVERSAL_DIR if learner.load_universal else "deepspeed")
-    loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
-                                               load_lr_scheduler_states=True)
+    with weights_only_loads(folder):
+        loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
+                                                   load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
     learner.updates = int(meta["learner"]["updates"])
-    rng_file = path / "rng" / f"rank-{dist_utils.rank()}.pt"
-    if rng_file.is_file():  # absent when resuming with more ranks than were saved
-        _set_rng_state(torch.load(rng_file, weights_only=False))
+    rng = _load_rng_state(path / "rng")
+    if rng is not None:
+        _set_rng_state(rng)
     return {**meta["state"], "step": int(meta["step"])}
 
 

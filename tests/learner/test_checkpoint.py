@@ -7,10 +7,12 @@ import torch
 
 from spiral.algo import RoleBaselines, rae_advantages
 from spiral.learner.checkpoint import (
+    CheckpointError,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from spiral.learner.safe_load import TRUST_ENV, UnsafeCheckpointError
 from spiral.learner.learner import Learner
 from tests.learner.conftest import make_samples, small_config, weights
 
@@ -101,3 +103,67 @@ def test_lora_checkpoint_has_adapter_and_merged_model(tmp_path, tiny_path):
     adapted = PeftModel.from_pretrained(base, path / "adapter").merge_and_unload()
     for k, p in adapted.named_parameters():
         torch.testing.assert_close(p.detach(), merged[k], atol=1e-6, rtol=1e-6)
+
+
+class _WritesMarker:
+    """Unpickling this runs code (it writes a file): what a malicious shared checkpoint would carry."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_resume_refuses_an_rng_file_that_runs_code(tmp_path, tiny_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    assert [p.name for p in (path / "rng").iterdir()] == ["rank-0.json"]  # spiral's own state is JSON
+    (path / "rng" / "rank-0.json").unlink()
+    marker = tmp_path / "marker"
+    torch.save({"python": _WritesMarker(marker)}, path / "rng" / "rank-0.pt")
+    with pytest.raises(UnsafeCheckpointError, match=f"rank-0.pt.*object .*exec.*{TRUST_ENV}=1"):
+        load_checkpoint(path, learner)
+    assert not marker.exists()
+
+    (path / "rng" / "rank-0.pt").unlink()
+    (path / "rng" / "rank-0.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path, learner)
+
+
+def test_resume_refuses_deepspeed_state_that_runs_code(tmp_path, tiny_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    state_file = path / "deepspeed" / "state" / "mp_rank_00_model_states.pt"
+    marker = tmp_path / "marker"
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, "extra": _WritesMarker(marker)}, state_file)
+    with pytest.raises(UnsafeCheckpointError, match=f"refusing to load {path / 'deepspeed'}.*object .*exec"):
+        load_checkpoint(path, learner)
+    assert not marker.exists()
+    # The same file with the documented opt-in really runs the payload: the refusal above is what stopped it.
+    monkeypatch.setenv(TRUST_ENV, "1")
+    load_checkpoint(path, learner)
+    assert marker.read_text() == "ran"
+
+
+def test_checkpoints_from_before_the_json_rng_state_need_the_opt_in(tmp_path, tiny_path, monkeypatch):
+    import random
+
+    import numpy as np
+
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    (path / "rng" / "rank-0.json").unlink()
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               path / "rng" / "rank-0.pt")  # the old format: numpy's state needs a full unpickle
+    expected = torch.rand(3)
+    with pytest.raises(UnsafeCheckpointError, match="numpy"):
+        load_checkpoint(path, learner)
+    monkeypatch.setenv(TRUST_ENV, "1")
+    load_checkpoint(path, learner)
+    assert torch.equal(torch.rand(3), expected)
