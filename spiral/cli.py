@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except SpiralError as err:
-        kind = "config error" if isinstance(err, ConfigError) else "error"
-        print(f"spiral {args.command}: {kind}: {err}", file=sys.stderr)
+        kind = "config error: " if isinstance(err, ConfigError) else "error: " if err.exit_code else ""
+        print(f"spiral {args.command}: {kind}{err}", file=sys.stderr)
         return err.exit_code
 
 

@@ -17,10 +17,8 @@ from typing import Any, Iterator
 
 from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml
-from spiral.config.schema import ConfigError
 from spiral.learner import distributed as dist
 from spiral.learner.checkpoint import (
-    latest_checkpoint,
     load_checkpoint,
     prepare_resume,
     save_checkpoint,
@@ -31,6 +29,7 @@ from spiral.rollout.collector import Collector, Rollout, derive_seed, write_tran
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import create_engine_from_config
 from spiral.rollout.opponents import OpponentPool
+from spiral.rundir import resume_point
 from spiral.tracking import MetricsLogger
 from spiral.types import SamplingSettings, TurnSample
 
@@ -39,7 +38,7 @@ def train(cfg: SpiralConfig) -> Path:
     """Run (or resume) training as configured; returns the run directory."""
     dist.init_distributed()
     run_dir = Path(cfg.run.dir)
-    resume_from = _find_resume_checkpoint(cfg, run_dir)
+    resume_from = resume_point(cfg, run_dir, is_main=dist.is_main())
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
@@ -251,21 +250,6 @@ class PhaseTimer:
 
 def _due(every: int, step: int) -> bool:
     return every > 0 and step % every == 0
-
-
-def _find_resume_checkpoint(cfg: SpiralConfig, run_dir: Path) -> Path | None:
-    mode = cfg.run.resume
-    if mode == "never":
-        if latest_checkpoint(run_dir) is not None:
-            raise ConfigError(f"run.resume=never but {run_dir} already holds checkpoints; "
-                              "choose another run.dir or use run.resume=auto")
-        return None
-    if mode == "auto":
-        return latest_checkpoint(run_dir)
-    path = Path(mode)
-    if not path.is_dir():
-        raise ConfigError(f"run.resume: checkpoint directory {path} does not exist")
-    return path
 
 
 def _opponent_engine(cfg: SpiralConfig, policy_path: str) -> Engine | None:

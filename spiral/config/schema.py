@@ -136,6 +136,10 @@ class RolloutConfig:
     as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, sampled by recency)."""
     pool_size: int = 4
     """With `opponent: pool`, how many recent checkpoints are kept as opponents."""
+    on_game_error: str = "stop"
+    """When a game's own code fails mid-rollout (an exception, or payoffs that are not finite and zero-sum):
+    `stop` ends the run with the game, seed and moves that replay it; `drop` logs that, drops the game
+    (counted as `rollout/end/game_error`) and goes on."""
     transcripts_every: int = 1
     """Write game transcripts (JSONL) every this many steps; 0 disables."""
     kv_cache_gb: float = 1.0
@@ -155,6 +159,7 @@ class RolloutConfig:
             self.action_constraint in ("none", "choice"),
             f"rollout.action_constraint must be none or choice, not {self.action_constraint!r}",
         )
+        _require(self.on_game_error in ("stop", "drop"), f"rollout.on_game_error must be stop or drop, not {self.on_game_error!r}")
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")
         _require(self.max_tokens >= 1, "rollout.max_tokens must be at least 1")

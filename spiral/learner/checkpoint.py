@@ -175,6 +175,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta_file.read_text())
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The training step a complete checkpoint was saved after."""
+    return int(_read_meta(Path(path))["step"])
+
+
 def prepare_resume(path: str | Path) -> bool:
     """Call on every rank before building the learner that resumes from `path`. Returns whether it must
     load DeepSpeed's universal format (`Learner(load_universal=True)`).
@@ -221,11 +226,29 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
                                                    load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
+    _apply_optimizer_settings(learner)
     learner.updates = int(meta["learner"]["updates"])
     rng = _load_rng_state(path / "rng")
     if rng is not None:
         _set_rng_state(rng)
     return {**meta["state"], "step": int(meta["step"])}
+
+
+def _apply_optimizer_settings(learner: Learner) -> None:
+    """Put the current config's trainer.lr, betas and weight_decay back after a load.
+
+    Loading restores the optimizer's hyperparameters and the scheduler's base learning rate as they were
+    saved, which would silently ignore a run resumed with new values (see `run.allow_config_change`).
+    The schedule's shape (warm-up, decay, total steps) already comes from the current config.
+    """
+    tr = learner.cfg.trainer
+    scheduler = learner.engine.lr_scheduler
+    groups = scheduler.optimizer.param_groups  # the torch optimizer DeepSpeed steps (wrapped or not)
+    scheduler.base_lrs = [tr.lr] * len(groups)
+    for group, lr_lambda in zip(groups, scheduler.lr_lambdas):
+        group.update(initial_lr=tr.lr, lr=tr.lr * lr_lambda(scheduler.last_epoch), betas=tuple(tr.betas),
+                     weight_decay=tr.weight_decay)
+    scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports until the next step
 
 
 def iter_model_weights(model_dir: str | Path) -> Iterator[tuple[str, torch.Tensor]]:

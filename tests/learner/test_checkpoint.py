@@ -167,3 +167,17 @@ def test_checkpoints_from_before_the_json_rng_state_need_the_opt_in(tmp_path, ti
     monkeypatch.setenv(TRUST_ENV, "1")
     load_checkpoint(path, learner)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_resume_with_new_optimizer_settings_applies_them(tmp_path, tiny_path, stage):
+    learner = Learner(small_config(zero_stage=stage), tiny_path)  # lr 1e-3, weight decay 0
+    learner.update(make_samples())
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    fresh = Learner(small_config(zero_stage=stage, lr=2e-4, weight_decay=0.1, betas=[0.8, 0.9]), tiny_path)
+    load_checkpoint(path, fresh)  # restores the saved optimizer state, hyperparameters included
+    metrics = fresh.update(make_samples())
+    assert metrics["lr"] == pytest.approx(2e-4)  # the rate the update's optimizer steps used
+    assert fresh.engine.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
+    group = fresh.engine.lr_scheduler.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9)
