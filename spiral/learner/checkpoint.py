@@ -6,6 +6,7 @@ the previous one intact; leftovers are ignored by `latest_checkpoint` and remove
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import re
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from spiral.durable import fsync_dir, fsync_tree
 from spiral.errors import SpiralError
 from spiral.learner import distributed as dist_utils
 from spiral.learner.safe_load import trusted, weights_only_loads
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
 _UNIVERSAL_DIR = "deepspeed-universal"
+_NEARLY_FULL_MIB = 64
 
 
 class CheckpointError(SpiralError):
@@ -129,9 +132,11 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
     plus `model/` when `checkpoint.save_merged`; `deepspeed/` (weights, optimizer, scheduler; one
     shard per rank); `rng/rank-N.json`; `state.json` (step and `state`, which must be JSON-able);
     `config.yaml`. Keeps the newest `checkpoint.keep`. Every rank must call it.
-    """
-    from spiral.config.loader import to_yaml
 
+    Durability: every file is fsynced before the rename, and the rename before older checkpoints are
+    deleted, so a crash or power loss leaves the newest complete checkpoint on disk. A full disk is
+    reported as such (`CheckpointError`), with the partial files removed.
+    """
     root = checkpoint_root(run_dir)
     final = root / f"step-{step:06d}"
     tmp = root / f".step-{step:06d}.tmp"
@@ -141,6 +146,38 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     dist_utils.barrier()
+    try:
+        _write_files(tmp, step, learner, state)
+        fsync_tree(tmp)  # every rank: its own files are on disk before rank 0 renames
+    except Exception as err:
+        if not _disk_full(err, root):
+            raise
+        if dist_utils.is_main():
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+        previous = latest_checkpoint(run_dir)
+        raise CheckpointError(
+            f"no space left on {root} while writing checkpoint step {step} ({_free_mib(root)} MiB free); "
+            f"{'the previous checkpoint ' + str(previous) + ' is intact' if previous else 'no checkpoint was saved'}. "
+            "Free some space (or lower checkpoint.keep) and rerun to resume"
+        ) from err
+    dist_utils.barrier()
+
+    if dist_utils.is_main():
+        if final.exists():  # re-saving a step: set the old copy aside first (a leftover the next save removes)
+            final.rename(root / f".step-{step:06d}.old.tmp")
+        tmp.rename(final)
+        fsync_dir(root)  # the new checkpoint is durable before any older one goes
+        keep = max(1, learner.cfg.checkpoint.keep)
+        for old in list_checkpoints(run_dir)[:-keep] + list(root.glob(".*.old.tmp")):
+            shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(root)
+    dist_utils.barrier()
+    return final
+
+
+def _write_files(tmp: Path, step: int, learner: Learner, state: dict[str, Any]) -> None:
+    """This rank's part of a checkpoint (see `save_checkpoint`)."""
+    from spiral.config.loader import to_yaml
 
     if learner.is_lora:
         _save_adapter(learner, tmp / "adapter")
@@ -155,17 +192,24 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
                           indent=1)
         (tmp / "state.json").write_text(text)
         (tmp / "config.yaml").write_text(to_yaml(learner.cfg))
-    dist_utils.barrier()
 
-    if dist_utils.is_main():
-        if final.exists():  # re-saving a step (e.g. after a resume): replace it
-            shutil.rmtree(final)
-        tmp.rename(final)
-        keep = max(1, learner.cfg.checkpoint.keep)
-        for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    dist_utils.barrier()
-    return final
+
+def _disk_full(err: BaseException, root: Path) -> bool:
+    """Whether a failed write ran out of disk: ENOSPC anywhere in the chain, or (torch reports a full disk
+    as a bare iostream error) next to no space left where the checkpoint goes."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return 0 <= _free_mib(root) < _NEARLY_FULL_MIB
+
+
+def _free_mib(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free // 2**20
+    except OSError:
+        return -1
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

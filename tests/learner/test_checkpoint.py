@@ -181,3 +181,27 @@ def test_a_resume_with_new_optimizer_settings_applies_them(tmp_path, tiny_path, 
     assert fresh.engine.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
     group = fresh.engine.lr_scheduler.optimizer.param_groups[0]
     assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9)
+
+
+def test_a_full_disk_is_reported_as_such_and_keeps_the_previous_checkpoint(tmp_path, tiny_path):
+    """A real full disk: a 12 MiB tmpfs in a private mount namespace (one tiny checkpoint is ~8 MiB)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.launch import clean_env
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    namespace = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    mount_it = f'mount -t tmpfs -o size=12m tmpfs "{mount}"'
+    if shutil.which("unshare") is None or subprocess.run([*namespace, mount_it], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs in a user namespace here")
+    script = f'{mount_it} && exec "{sys.executable}" -m tests.learner.full_disk_worker "{mount}"'
+    proc = subprocess.run([*namespace, script], capture_output=True, text=True, timeout=600, env=clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["error"].startswith(f"no space left on {mount / 'checkpoints'} while writing checkpoint step 2")
+    assert "step-000001 is intact" in result["error"]
+    assert result["latest"].endswith("step-000001") and result["entries"] == ["step-000001"]  # partial files gone
