@@ -35,7 +35,8 @@ def check_prompts_fit(cfg: SpiralConfig, model_path: str) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"model.path: cannot load the tokenizer of {cfg.model.path!r}: {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"model.path: cannot load the tokenizer of {cfg.model.path!r}: {reason}") from None
     for spec in cfg.games:
         game = make_game(spec.name, spec.params)
         game.reset(cfg.run.seed)

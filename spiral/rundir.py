@@ -90,7 +90,8 @@ def resume_point(cfg: SpiralConfig, run_dir: Path, is_main: bool = True) -> Path
     if step >= cfg.trainer.steps:
         raise RunFinished(
             f"{path} is step {step} and trainer.steps is {cfg.trainer.steps}: nothing left to train. To continue "
-            f"this run, raise trainer.steps (e.g. trainer.steps={step + cfg.trainer.steps}) with run.allow_config_change=true"
+            f"this run, raise trainer.steps (e.g. trainer.steps={step + cfg.trainer.steps}) "
+            "with run.allow_config_change=true"
         )
     if mode != "auto" and is_main:
         _set_aside_later_checkpoints(run_dir, step)

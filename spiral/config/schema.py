@@ -159,7 +159,8 @@ class RolloutConfig:
             self.action_constraint in ("none", "choice"),
             f"rollout.action_constraint must be none or choice, not {self.action_constraint!r}",
         )
-        _require(self.on_game_error in ("stop", "drop"), f"rollout.on_game_error must be stop or drop, not {self.on_game_error!r}")
+        _require(self.on_game_error in ("stop", "drop"),
+                 f"rollout.on_game_error must be stop or drop, not {self.on_game_error!r}")
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")
         _require(self.max_tokens >= 1, "rollout.max_tokens must be at least 1")
@@ -168,7 +169,8 @@ class RolloutConfig:
         _require(self.temperature >= 0, f"rollout.temperature must be >= 0, got {self.temperature}")
         _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _require(self.pool_size >= 1, f"rollout.pool_size must be at least 1, got {self.pool_size}")
-        _require(self.transcripts_every >= 0, f"rollout.transcripts_every must be >= 0 (0 disables), got {self.transcripts_every}")
+        _require(self.transcripts_every >= 0,
+                 f"rollout.transcripts_every must be >= 0 (0 disables), got {self.transcripts_every}")
         _require(self.kv_cache_gb > 0, f"rollout.kv_cache_gb must be positive, got {self.kv_cache_gb}")
         _require(0.0 < self.gpu_memory_utilization <= 1.0,
                  f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
@@ -311,7 +313,8 @@ class EvalConfig:
         _require(self.temperature >= 0, f"eval.temperature must be >= 0 (0 is greedy), got {self.temperature}")
         _require(0.0 < self.top_p <= 1.0, f"eval.top_p must be in (0, 1], got {self.top_p}")
         _require(self.max_tokens >= 1, f"eval.max_tokens must be at least 1, got {self.max_tokens}")
-        _require(self.exploitability_samples >= 0, f"eval.exploitability_samples must be >= 0, got {self.exploitability_samples}")
+        _require(self.exploitability_samples >= 0,
+                 f"eval.exploitability_samples must be >= 0, got {self.exploitability_samples}")
         _require(self.benchmark_limit >= 0, f"eval.benchmark_limit must be >= 0 (0: all), got {self.benchmark_limit}")
 
 

@@ -104,7 +104,8 @@ class GameError(SpiralError):
     exit_code = 1
 
     def __init__(self, spec: GameSpec, seed: int, moves: list[str], attempt: str | None, error: BaseException) -> None:
-        self.game, self.params, self.seed, self.moves, self.attempt = spec.name, dict(spec.params), seed, list(moves), attempt
+        self.game, self.params, self.seed = spec.name, dict(spec.params), seed
+        self.moves, self.attempt = list(moves), attempt
         frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
         where = f" at {frame.filename}:{frame.lineno}" if frame else ""
         during = f" while applying {attempt!r}" if attempt is not None else ""
