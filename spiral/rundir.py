@@ -51,6 +51,7 @@ def locked_run_dir(run_dir: str | Path) -> Iterator[None]:
         yield
         return
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -65,6 +66,8 @@ def locked_run_dir(run_dir: str | Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:  # refused before writing anything
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def resume_point(cfg: SpiralConfig, run_dir: Path, is_main: bool = True) -> Path | None:

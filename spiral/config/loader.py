@@ -163,11 +163,14 @@ def _check_games(cfg: SpiralConfig) -> None:
 
 
 def _check_models_and_agents(cfg: SpiralConfig) -> None:
-    """`model.path`, `rollout.opponent` and `eval.opponents` name things that exist (no typo fails late)."""
+    """`model.path`, `run.resume`, `rollout.opponent` and `eval.opponents` name things that exist (no typo
+    fails late)."""
     from spiral.agents.factory import check_agent_spec
     from spiral.models.builtin import check_model_path
 
     checks = [("model.path", cfg.model.path, check_model_path)]
+    if cfg.run.resume not in ("auto", "never"):
+        checks.append(("run.resume", cfg.run.resume, _check_checkpoint_dir))
     if cfg.rollout.opponent not in ("self", "pool"):
         checks.append(("rollout.opponent", cfg.rollout.opponent, check_agent_spec))
     checks += [("eval.opponents", spec, check_agent_spec) for spec in cfg.eval.opponents]
@@ -177,6 +180,12 @@ def _check_models_and_agents(cfg: SpiralConfig) -> None:
         except ValueError as err:
             hint = "; rollout.opponent also takes self or pool" if key == "rollout.opponent" else ""
             raise ConfigError(f"{key}: {err}{hint}") from None
+
+
+def _check_checkpoint_dir(path: str) -> None:
+    if not (Path(path) / "state.json").is_file():
+        raise ValueError(f"{path} is not a spiral checkpoint (no state.json); pass auto, never or a "
+                         "run's checkpoints/step-N folder")
 
 
 def to_yaml(cfg: SpiralConfig) -> str:

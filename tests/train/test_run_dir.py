@@ -97,5 +97,19 @@ def test_rewinding_moves_later_checkpoints_aside(tmp_path) -> None:
 def test_resume_from_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path) -> None:
     run_dir = tmp_path / "run"
     _fake_checkpoints(run_dir, [3])
+    with pytest.raises(ConfigError, match=f"command line \\(run.resume={run_dir}\\): run.resume: .*no state.json"):
+        _config(tmp_path / "new", f"run.resume={run_dir}")
+    cfg = _config(tmp_path / "new")
+    cfg.run.resume = str(run_dir)  # as a program calling train() directly might
     with pytest.raises(ConfigError, match=f"did you mean {run_dir / 'checkpoints' / 'step-000003'}"):
-        resume_point(_config(tmp_path / "new", f"run.resume={run_dir}"), tmp_path / "new")
+        resume_point(cfg, tmp_path / "new")
+
+
+def test_a_run_refused_before_writing_leaves_no_run_dir(tmp_path) -> None:
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    for run_dir in (fresh, existing):
+        with pytest.raises(ConfigError):
+            with locked_run_dir(run_dir):
+                raise ConfigError("resume refused")
+    assert not fresh.exists() and existing.is_dir()
