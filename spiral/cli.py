@@ -36,12 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spiral.config.schema import ConfigError
+    from spiral.errors import SpiralError
 
     try:
         return int(args._module.run(args) or 0)
-    except ConfigError as err:
-        print(f"spiral {args.command}: config error: {err}", file=sys.stderr)
-        return 2
+    except SpiralError as err:
+        kind = "config error: " if isinstance(err, ConfigError) else "error: " if err.exit_code else ""
+        print(f"spiral {args.command}: {kind}{err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

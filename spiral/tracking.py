@@ -1,6 +1,7 @@
 """Where step metrics go: `metrics.jsonl` in the run directory, a console line, and optionally W&B.
 
 Only rank 0 writes; W&B failures (no network, no key) fall back to offline mode and never stop a run.
+Non-finite values (a skipped step's loss) are written as JSON null and shown as nan/inf on the console.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from spiral.durable import write_atomic
 
 _CONSOLE_KEYS = (
     ("rollout/return_mean", "ret"),
@@ -42,7 +45,7 @@ class MetricsLogger:
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.console is not None:
-            shown = " ".join(f"{label}={row[key]:.3g}" for key, label in _CONSOLE_KEYS if key in row)
+            shown = " ".join(f"{label}={_number(metrics[key])}" for key, label in _CONSOLE_KEYS if key in metrics)
             of = f"/{total_steps}" if total_steps else ""
             self.console.print(f"[bold]step {step}{of}[/bold] {shown}", highlight=False)
         if self._wandb is not None:
@@ -58,11 +61,23 @@ class MetricsLogger:
             self.console.print(text, highlight=False)
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows beyond `step` (a resumed run rewrites the steps it is about to repeat)."""
+        """Keep only the rows of steps up to `step`, the checkpoint a run resumes from: it is about to
+        repeat the later ones. A fresh start (`step` 0) keeps none, as it logs step 0 again. A line that is
+        not a whole JSON row (cut short by a kill or a full disk) is dropped. Replaced atomically."""
         if not (self.enabled and self.path.exists()):
             return
-        rows = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(r + "\n" for r in rows))
+        kept, unreadable = [], 0
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row_step = json.loads(line)["step"]
+            except (ValueError, TypeError, KeyError):
+                unreadable += bool(line.strip())
+                continue
+            if step > 0 and isinstance(row_step, int) and row_step <= step:
+                kept.append(line + "\n")
+        if unreadable and self.console is not None:
+            self.console.print(f"{self.path}: dropped {unreadable} unreadable line(s), e.g. one cut short by a crash")
+        write_atomic(self.path, "".join(kept))
 
     def close(self) -> None:
         if self._wandb is not None:
@@ -72,6 +87,11 @@ class MetricsLogger:
 def _plain(value: Any) -> Any:
     value = float(value) if hasattr(value, "__float__") and not isinstance(value, (int, bool)) else value
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _number(value: Any) -> str:
+    """A console number; nan and inf print as such."""
+    return "none" if value is None else f"{float(value):.3g}"
 
 
 def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str, Any] | None):

@@ -19,7 +19,6 @@ from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml
 from spiral.learner import distributed as dist
 from spiral.learner.checkpoint import (
-    find_resume_checkpoint,
     load_checkpoint,
     prepare_resume,
     save_checkpoint,
@@ -30,6 +29,7 @@ from spiral.rollout.collector import Collector, Rollout, derive_seed, write_tran
 from spiral.rollout.engine import Engine
 from spiral.rollout.engines import create_engine_from_config
 from spiral.rollout.opponents import OpponentPool
+from spiral.rundir import resume_point
 from spiral.tracking import MetricsLogger
 from spiral.types import SamplingSettings, TurnSample
 
@@ -38,7 +38,7 @@ def train(cfg: SpiralConfig) -> Path:
     """Run (or resume) training as configured; returns the run directory."""
     dist.init_distributed()
     run_dir = Path(cfg.run.dir)
-    resume_from = find_resume_checkpoint(cfg.run.resume, run_dir)
+    resume_from = resume_point(cfg, run_dir, is_main=dist.is_main())
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))

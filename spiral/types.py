@@ -71,7 +71,7 @@ class GameRecord:
     seed: int
     transcript: list[TurnRecord] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
-    end_reason: str = "terminal"  # terminal | invalid_move | turn_limit | context_overflow
+    end_reason: str = "terminal"  # terminal | invalid_move | turn_limit | context_overflow | game_error
     invalid_seat: int | None = None
     params: dict = field(default_factory=dict)
     """The game's constructor parameters: with `seed` and the moves, enough to replay it (e.g. for `spiral sft`)."""

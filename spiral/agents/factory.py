@@ -20,8 +20,23 @@ SCRIPTED: dict[str, Callable[..., Agent]] = {
 
 
 def is_model_spec(spec: str) -> bool:
-    """True for specs that name a model rather than a scripted agent: `builtin:NAME`, paths, hub ids."""
+    """True for specs that name a model rather than a scripted agent: `builtin:NAME`, paths, hub ids.
+
+    A scripted agent's name always means the agent, even where a folder of that name exists (write
+    `./random` for such a folder)."""
+    if spec.strip().partition(":")[0] in SCRIPTED:
+        return False
     return spec.startswith("builtin:") or "/" in spec or os.sep in spec or os.path.exists(spec)
+
+
+def check_agent_spec(spec: str) -> None:
+    """Raise ValueError saying what is wrong with an agent or model spec, before anything is built."""
+    if is_model_spec(spec):
+        from spiral.models.builtin import check_model_path
+
+        check_model_path(spec)
+    else:
+        make_agent(spec)
 
 
 def _parse_options(name: str, text: str) -> dict[str, float]:

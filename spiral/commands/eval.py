@@ -64,6 +64,7 @@ def _print_games(report: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import pickle
     import sys
 
     from spiral.agents import is_model_spec
@@ -111,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nper-sample records and results.json in {out}")
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"spiral eval: {err}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as err:  # transformers reads .bin weights weights-only and refused this one
+        from spiral.learner.safe_load import pickled_model_message
+
+        models = [spec for spec in [args.agent, *_names(args.opponents)] if is_model_spec(spec)]
+        print(f"spiral eval: {pickled_model_message(' or '.join(models), err)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(output, default=str))

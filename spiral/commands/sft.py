@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,13 +14,10 @@ def run(args: argparse.Namespace) -> int:
     from spiral.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # fails here, before anything heavy starts
-    from spiral.sft.data import SftDataError
+    from spiral.rundir import locked_run_dir
     from spiral.sft.loop import sft
 
-    try:
+    with locked_run_dir(cfg.run.dir):
         model = sft(cfg)
-    except SftDataError as err:
-        print(f"spiral sft: {err}", file=sys.stderr)
-        return 2
     print(f"spiral sft: model written to {model}", file=sys.stderr)
     return 0

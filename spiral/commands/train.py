@@ -14,7 +14,14 @@ def run(args: argparse.Namespace) -> int:
     from spiral.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # fails here, before anything heavy starts
+    from spiral.models import resolve_model_path
+    from spiral.preflight import check_games_conform, check_prompts_fit
+
+    check_games_conform(cfg)  # still nothing written: a broken game or a too-short context is refused here
+    check_prompts_fit(cfg, resolve_model_path(cfg.model.path, seed=cfg.run.seed))
+    from spiral.rundir import locked_run_dir
     from spiral.train import train
 
-    train(cfg)
+    with locked_run_dir(cfg.run.dir):
+        train(cfg)
     return 0

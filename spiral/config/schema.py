@@ -6,15 +6,27 @@ Every field is documented where it is declared. Validation that needs several fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from spiral.errors import SpiralError
 
-class ConfigError(ValueError):
+_LEADING_KEY = re.compile(r"^[a-z_]+(?:\[\]|\.[a-z_]+)*")
+
+
+class ConfigError(SpiralError, ValueError):
     """A configuration problem, with the key and the file it came from in the message."""
+
+    @property
+    def key(self) -> str | None:
+        """The dotted key a check's message starts with (`trainer.lr must ...`), if any."""
+        match = _LEADING_KEY.match(str(self))
+        return match.group(0).replace("[]", "") if match and "." in match.group(0) else None
 
 
 def _require(ok: bool, message: str) -> None:
+    """Refuse a value; `message` starts with the dotted key and says what would be valid."""
     if not ok:
         raise ConfigError(message)
 
@@ -30,9 +42,13 @@ class RunConfig:
     (refuses a non-empty checkpoint directory); or a path to one checkpoint directory."""
     name: str = ""
     """Human-readable run name for loggers; defaults to the last part of `run.dir`."""
+    allow_config_change: bool = False
+    """Resume from a checkpoint whose saved config differs from this one (the differences are listed and
+    applied). Off: such a resume is refused. Model, LoRA, dtype and ZeRO stage can never change on resume."""
 
     def __post_init__(self) -> None:
         _require(bool(self.dir), "run.dir must not be empty")
+        _require(bool(self.resume), "run.resume must be auto, never or a checkpoint directory")
 
 
 @dataclass
@@ -47,6 +63,11 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Module names that receive adapters."""
+
+    def __post_init__(self) -> None:
+        _require(self.r >= 0, f"model.lora.r must be >= 0 (0 disables LoRA), got {self.r}")
+        _require(self.alpha > 0, f"model.lora.alpha must be positive, got {self.alpha}")
+        _require(0.0 <= self.dropout < 1.0, f"model.lora.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -69,6 +90,8 @@ class ModelConfig:
             self.dtype in ("auto", "float32", "bfloat16", "float16"),
             f"model.dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}",
         )
+        _require(bool(self.path), "model.path must name a model: builtin:tiny, a model folder or a hub id")
+        _require(self.max_model_len >= 2, f"model.max_model_len must be at least 2 tokens, got {self.max_model_len}")
 
 
 @dataclass
@@ -81,6 +104,7 @@ class GameSpec:
     """Keyword arguments for the game's constructor (e.g. `{hands: 3, deck_size: 5}`)."""
 
     def __post_init__(self) -> None:
+        _require(bool(self.name), "games[].name must name a game, e.g. kuhn_poker")
         _require(self.weight > 0, f"games[].weight must be positive for {self.name!r}, got {self.weight}")
 
 
@@ -112,6 +136,10 @@ class RolloutConfig:
     as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, sampled by recency)."""
     pool_size: int = 4
     """With `opponent: pool`, how many recent checkpoints are kept as opponents."""
+    on_game_error: str = "stop"
+    """When a game's own code fails mid-rollout (an exception, or payoffs that are not finite and zero-sum):
+    `stop` ends the run with the game, seed and moves that replay it; `drop` logs that, drops the game
+    (counted as `rollout/end/game_error`) and goes on."""
     transcripts_every: int = 1
     """Write game transcripts (JSONL) every this many steps; 0 disables."""
     kv_cache_gb: float = 1.0
@@ -131,10 +159,21 @@ class RolloutConfig:
             self.action_constraint in ("none", "choice"),
             f"rollout.action_constraint must be none or choice, not {self.action_constraint!r}",
         )
+        _require(self.on_game_error in ("stop", "drop"),
+                 f"rollout.on_game_error must be stop or drop, not {self.on_game_error!r}")
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")
         _require(self.max_tokens >= 1, "rollout.max_tokens must be at least 1")
         _require(len(self.invalid_penalty) == 2, "rollout.invalid_penalty must be [offender, other]")
+        # temperature > 0 is a training rule (SpiralConfig): evaluation may sample greedily.
+        _require(self.temperature >= 0, f"rollout.temperature must be >= 0, got {self.temperature}")
+        _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
+        _require(self.pool_size >= 1, f"rollout.pool_size must be at least 1, got {self.pool_size}")
+        _require(self.transcripts_every >= 0,
+                 f"rollout.transcripts_every must be >= 0 (0 disables), got {self.transcripts_every}")
+        _require(self.kv_cache_gb > 0, f"rollout.kv_cache_gb must be positive, got {self.kv_cache_gb}")
+        _require(0.0 < self.gpu_memory_utilization <= 1.0,
+                 f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclass
@@ -184,6 +223,8 @@ class AlgoConfig:
         _require(self.entropy_coef >= 0, "algo.entropy_coef must be >= 0")
         _require(self.tis_cap == 0 or self.tis_cap >= 1, f"algo.tis_cap must be 0 (off) or at least 1, got {self.tis_cap}")
         _require(self.epochs >= 1 and self.minibatches >= 1, "algo.epochs and algo.minibatches must be >= 1")
+        _require(self.kl_coef >= 0, f"algo.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
+        _require(self.loss_norm >= 0, f"algo.loss_norm must be >= 0 (0 means rollout.max_tokens), got {self.loss_norm}")
 
 
 @dataclass
@@ -222,10 +263,17 @@ class TrainerConfig:
     checkpointing, scoring forwards always use it."""
 
     def __post_init__(self) -> None:
-        _require(self.steps >= 0, "trainer.steps must be non-negative")
-        _require(self.lr > 0, f"trainer.lr must be positive, got {self.lr}")
+        _require(self.steps >= 1, f"trainer.steps must be at least 1, got {self.steps}")
+        _require(self.lr > 0, f"trainer.lr must be positive, got {self.lr} (e.g. 1e-6)")
+        _require(self.warmup_steps >= 0, f"trainer.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _require(self.grad_clip >= 0, f"trainer.grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
+        _require(self.micro_batch_size >= 1, f"trainer.micro_batch_size must be at least 1, got {self.micro_batch_size}")
+        _require(self.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.sync_bucket_mb >= 1, f"trainer.sync_bucket_mb must be at least 1, got {self.sync_bucket_mb}")
+        _require(self.logprob_chunk >= 1, f"trainer.logprob_chunk must be at least 1, got {self.logprob_chunk}")
         _require(self.zero_stage in (0, 1, 2, 3), f"trainer.zero_stage must be 0-3, got {self.zero_stage}")
-        _require(len(self.betas) == 2, "trainer.betas must have two values")
+        _require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+                 f"trainer.betas must be two values in [0, 1), got {self.betas}")
         _require(self.logprob_backend in ("auto", "triton", "torch"), "trainer.logprob_backend: auto|triton|torch")
         _require(self.sync_every >= 1, "trainer.sync_every must be at least 1")
         _require(self.lr_decay in ("none", "linear", "cosine"), f"trainer.lr_decay: none|linear|cosine, got {self.lr_decay!r}")
@@ -261,6 +309,19 @@ class EvalConfig:
     """Eval nucleus sampling."""
     max_tokens: int = 4096
     """Eval generation budget."""
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, f"eval.every must be >= 0 (0 disables online evaluation), got {self.every}")
+        _require(self.episodes >= 1 or self.every == 0 or not self.games,
+                 f"eval.episodes must be at least 1 while eval.every > 0, got {self.episodes} "
+                 "(set eval.every=0 to turn online evaluation off)")
+        _require(self.samples >= 1, f"eval.samples must be at least 1, got {self.samples}")
+        _require(self.temperature >= 0, f"eval.temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        _require(0.0 < self.top_p <= 1.0, f"eval.top_p must be in (0, 1], got {self.top_p}")
+        _require(self.max_tokens >= 1, f"eval.max_tokens must be at least 1, got {self.max_tokens}")
+        _require(self.exploitability_samples >= 0,
+                 f"eval.exploitability_samples must be >= 0, got {self.exploitability_samples}")
+        _require(self.benchmark_limit >= 0, f"eval.benchmark_limit must be >= 0 (0: all), got {self.benchmark_limit}")
 
 
 SFT_FILTERS = ("all", "winners")
@@ -324,6 +385,10 @@ class CheckpointConfig:
     save_merged: bool = True
     """With LoRA, also save the merged full model beside the adapter."""
 
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, f"checkpoint.every must be >= 0 (0 saves only at the end), got {self.every}")
+        _require(self.keep >= 1, f"checkpoint.keep must be at least 1 (the checkpoint to resume from), got {self.keep}")
+
 
 @dataclass
 class SpiralConfig:
@@ -350,6 +415,9 @@ class SpiralConfig:
 
     def __post_init__(self) -> None:
         _require(len(self.games) > 0, "games must list at least one game")
+        _require(self.rollout.temperature > 0,
+                 f"rollout.temperature must be positive for training (PPO needs a sampling policy), "
+                 f"got {self.rollout.temperature}")
         _require(
             self.rollout.opponent != "pool" or self.rollout.pool_size <= self.checkpoint.keep,
             f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "

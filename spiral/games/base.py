@@ -10,6 +10,10 @@ from typing import ClassVar
 
 from spiral.games.parsing import match_boxed_action
 
+TURN_CAP = 10_000
+"""No game is played past this many moves, whatever its `max_turns`: `check_game` fails a game that has
+not ended by then, and training ends it as a `turn_limit` draw."""
+
 
 class Game(abc.ABC):
     """A two-player zero-sum turn-based text game.
@@ -23,7 +27,8 @@ class Game(abc.ABC):
     description: ClassVar[str] = ""
     """One paragraph of rules, shown to the model at the top of every prompt."""
     max_turns: ClassVar[int] = 100
-    """Upper bound on moves; `check_game` fails a game that runs longer. Instances may override."""
+    """Upper bound on moves (at most `TURN_CAP` apply); `check_game` fails a game that runs longer and
+    training ends it as a draw. Instances may override."""
 
     @abc.abstractmethod
     def reset(self, seed: int) -> None:

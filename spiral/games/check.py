@@ -1,16 +1,19 @@
 """`check_game`: a random-play conformance test every game (in-tree or plugin) must pass.
 
 It plays many seeded random games and fails with a reason a game author can act on; it never fixes games.
+Its memory stays bounded whatever the game does: no game is played past `TURN_CAP` moves, and each
+state is remembered as a 16-byte digest, not as its observations.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable
 from typing import Any
 
-from spiral.games.base import Game, IllegalMoveError
+from spiral.games.base import TURN_CAP, Game, IllegalMoveError
 
 # Strings no sensible game accepts as a move; apply_action must refuse them with IllegalMoveError.
 _GARBAGE = ("", "\x00", "not a move at all", "}{" * 50, "9" * 5000, "\\boxed{", "é" * 300)
@@ -20,15 +23,26 @@ class GameCheckError(AssertionError):
     """A game broke a rule of the `Game` contract; the message says which and how to reproduce it."""
 
 
-def _trace(game: Game) -> tuple[Any, ...]:
-    """Everything a seat could observe about the current state (for the determinism check)."""
+def _trace(game: Game) -> bytes:
+    """A digest of everything a seat could observe about the current state (for the determinism check)."""
     terminal = game.is_terminal()
-    return (
+    seen = (
         terminal,
         None if terminal else game.current_player(),
         tuple(game.observation(p) for p in range(game.num_players)),
         tuple(game.legal_actions()),
     )
+    return hashlib.blake2b(repr(seen).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def returns_problem(returns: Any, num_players: int) -> str | None:
+    """Why `returns` breaks the contract (a finite number per seat, summing to zero), or None."""
+    values = tuple(returns)
+    if len(values) != num_players or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in values):
+        return f"returns() must be {num_players} finite numbers, got {values!r}"
+    if abs(sum(values)) > 1e-9:
+        return f"returns {values!r} are not zero-sum"
+    return None
 
 
 def _check_state(game: Game, where: str) -> list[str]:
@@ -77,15 +91,17 @@ def _must_refuse(game: Game, move: str, what: str, where: str) -> None:
     raise GameCheckError(f"apply_action accepted {what} ({where})")
 
 
-def _play(game: Game, seed: int, rng: random.Random, probe: bool) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _play(game: Game, seed: int, rng: random.Random, probe: bool, turn_cap: int) -> tuple[list[str], list[bytes]]:
     """One random game; returns the moves and the trace after every move."""
     game.reset(seed)
     moves: list[str] = []
     traces = [_trace(game)]
+    limit = min(game.max_turns, turn_cap)
     while not game.is_terminal():
-        where = f"seed {seed}, after moves {moves}"
-        if len(moves) >= game.max_turns:
-            raise GameCheckError(f"did not terminate within max_turns={game.max_turns} ({where})")
+        where = f"seed {seed}, after moves {_shorten(moves)}"
+        if len(moves) >= limit:
+            cap = f" (capped at {turn_cap}: no game may run longer)" if limit < game.max_turns else ""
+            raise GameCheckError(f"did not terminate within max_turns={limit}{cap} ({where})")
         legal = _check_state(game, where)
         if probe:
             _check_illegal_moves(game, legal, where)
@@ -98,12 +114,16 @@ def _play(game: Game, seed: int, rng: random.Random, probe: bool) -> tuple[list[
     return moves, traces
 
 
+def _shorten(moves: list[str], keep: int = 50) -> str:
+    """A move list for a message: all of it when short, else its length and last moves."""
+    return repr(moves) if len(moves) <= keep else f"[{len(moves)} moves, ending {moves[-keep:]!r}]"
+
+
 def _check_returns(game: Game, where: str) -> tuple[float, ...]:
     returns = tuple(game.returns())
-    if len(returns) != game.num_players or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in returns):
-        raise GameCheckError(f"returns() must be {game.num_players} finite numbers, got {returns!r} ({where})")
-    if abs(sum(returns)) > 1e-9:
-        raise GameCheckError(f"returns {returns!r} are not zero-sum ({where})")
+    problem = returns_problem(returns, game.num_players)
+    if problem:
+        raise GameCheckError(f"{problem} ({where})")
     move = game.legal_actions()[0] if game.legal_actions() else "any move"
     _must_refuse(game, move, f"the move {move!r} after the end", where)
     return returns
@@ -115,11 +135,13 @@ def check_game(
     games: int = 200,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    turn_cap: int = TURN_CAP,
 ) -> None:
     """Play `games` seeded random games and raise `GameCheckError` on the first broken rule.
 
     Checks: name and description set; every non-terminal state has a seat to move and legal moves;
-    the game ends within `max_turns`; returns are finite and zero-sum; a seed plus a move sequence
+    the game ends within `max_turns` (and within `turn_cap` moves whatever `max_turns` says); returns are
+    finite and zero-sum; a seed plus a move sequence
     replays identically on a fresh instance (observations, legal moves, returns); junk moves are
     refused with `IllegalMoveError` without changing the state and `parse_action` never crashes;
     the boxed form of every legal move parses back to itself.
@@ -135,8 +157,8 @@ def check_game(
     for i in range(games):
         game_seed = seed + i
         rng = random.Random(f"check:{seed}:{i}")
-        moves, traces = _play(game, game_seed, rng, probe=i < 20)  # junk probing is slow; early games suffice
-        where = f"seed {game_seed}, moves {moves}"
+        moves, traces = _play(game, game_seed, rng, probe=i < 20, turn_cap=turn_cap)  # junk probing is slow
+        where = f"seed {game_seed}, moves {_shorten(moves)}"
         returns = _check_returns(game, where)
         replay = make()
         replay.reset(game_seed)

@@ -6,6 +6,7 @@ the previous one intact; leftovers are ignored by `latest_checkpoint` and remove
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import re
@@ -17,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from spiral.durable import fsync_dir, fsync_tree
+from spiral.errors import SpiralError
 from spiral.learner import distributed as dist_utils
+from spiral.learner.safe_load import trusted, weights_only_loads
 
 if TYPE_CHECKING:
     from spiral.learner.learner import Learner
@@ -25,6 +29,11 @@ if TYPE_CHECKING:
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
 _UNIVERSAL_DIR = "deepspeed-universal"
+_NEARLY_FULL_MIB = 64
+
+
+class CheckpointError(SpiralError):
+    """A checkpoint that cannot be written or read; the message says why and what to do."""
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
@@ -47,37 +56,45 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def find_resume_checkpoint(mode: str, run_dir: str | Path) -> Path | None:
-    """The checkpoint a run with `run.resume = mode` continues from: `auto` the latest in `run_dir` (None if
-    there is none), `never` none (refusing a run directory that holds checkpoints), else the path given."""
-    from spiral.config.schema import ConfigError
-
-    if mode == "never":
-        if latest_checkpoint(run_dir) is not None:
-            raise ConfigError(f"run.resume=never but {run_dir} already holds checkpoints; "
-                              "choose another run.dir or use run.resume=auto")
-        return None
-    if mode == "auto":
-        return latest_checkpoint(run_dir)
-    path = Path(mode)
-    if not path.is_dir():
-        raise ConfigError(f"run.resume: checkpoint directory {path} does not exist")
-    return path
-
-
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as JSON-able numbers (a checkpoint file that can carry no code)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(words), gauss],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state().tolist(),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Inverse of `_rng_state` (also takes the tensors and arrays of checkpoints from before JSON)."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _load_rng_state(folder: Path) -> dict[str, Any] | None:
+    """This rank's saved RNG state; None when absent (resuming with more ranks than were saved)."""
+    rank = dist_utils.rank()
+    saved = folder / f"rank-{rank}.json"
+    if saved.is_file():
+        try:
+            return json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{saved} is not a valid RNG state ({err}); the checkpoint is damaged") from None
+    legacy = folder / f"rank-{rank}.pt"  # checkpoints written before the JSON format
+    if legacy.is_file():
+        with weights_only_loads(legacy):
+            return torch.load(legacy, weights_only=not trusted())
+    return None
 
 
 def _save_hf_model(learner: Learner, out: Path) -> None:
@@ -113,11 +130,13 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
 
     Contents: `model/` (HF, loadable by transformers and vLLM; LoRA merged) or, with LoRA, `adapter/`
     plus `model/` when `checkpoint.save_merged`; `deepspeed/` (weights, optimizer, scheduler; one
-    shard per rank); `rng/rank-N.pt`; `state.json` (step and `state`, which must be JSON-able);
+    shard per rank); `rng/rank-N.json`; `state.json` (step and `state`, which must be JSON-able);
     `config.yaml`. Keeps the newest `checkpoint.keep`. Every rank must call it.
-    """
-    from spiral.config.loader import to_yaml
 
+    Durability: every file is fsynced before the rename, and the rename before older checkpoints are
+    deleted, so a crash or power loss leaves the newest complete checkpoint on disk. A full disk is
+    reported as such (`CheckpointError`), with the partial files removed.
+    """
     root = checkpoint_root(run_dir)
     final = root / f"step-{step:06d}"
     tmp = root / f".step-{step:06d}.tmp"
@@ -127,6 +146,38 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     dist_utils.barrier()
+    try:
+        _write_files(tmp, step, learner, state)
+        fsync_tree(tmp)  # every rank: its own files are on disk before rank 0 renames
+    except Exception as err:
+        if not _disk_full(err, root):
+            raise
+        if dist_utils.is_main():
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+        previous = latest_checkpoint(run_dir)
+        raise CheckpointError(
+            f"no space left on {root} while writing checkpoint step {step} ({_free_mib(root)} MiB free); "
+            f"{'the previous checkpoint ' + str(previous) + ' is intact' if previous else 'no checkpoint was saved'}. "
+            "Free some space (or lower checkpoint.keep) and rerun to resume"
+        ) from err
+    dist_utils.barrier()
+
+    if dist_utils.is_main():
+        if final.exists():  # re-saving a step: set the old copy aside first (a leftover the next save removes)
+            final.rename(root / f".step-{step:06d}.old.tmp")
+        tmp.rename(final)
+        fsync_dir(root)  # the new checkpoint is durable before any older one goes
+        keep = max(1, learner.cfg.checkpoint.keep)
+        for old in list_checkpoints(run_dir)[:-keep] + list(root.glob(".*.old.tmp")):
+            shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(root)
+    dist_utils.barrier()
+    return final
+
+
+def _write_files(tmp: Path, step: int, learner: Learner, state: dict[str, Any]) -> None:
+    """This rank's part of a checkpoint (see `save_checkpoint`)."""
+    from spiral.config.loader import to_yaml
 
     if learner.is_lora:
         _save_adapter(learner, tmp / "adapter")
@@ -134,24 +185,31 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
         _save_hf_model(learner, tmp / "model")
     learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
     (tmp / "rng").mkdir(exist_ok=True)
-    torch.save(_rng_state(), tmp / "rng" / f"rank-{dist_utils.rank()}.pt")
+    (tmp / "rng" / f"rank-{dist_utils.rank()}.json").write_text(json.dumps(_rng_state()))
     if dist_utils.is_main():
         layout = {"world_size": dist_utils.world_size(), "zero_stage": learner.cfg.trainer.zero_stage}
         text = json.dumps({"step": step, "learner": {"updates": learner.updates}, "layout": layout, "state": state},
                           indent=1)
         (tmp / "state.json").write_text(text)
         (tmp / "config.yaml").write_text(to_yaml(learner.cfg))
-    dist_utils.barrier()
 
-    if dist_utils.is_main():
-        if final.exists():  # re-saving a step (e.g. after a resume): replace it
-            shutil.rmtree(final)
-        tmp.rename(final)
-        keep = max(1, learner.cfg.checkpoint.keep)
-        for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    dist_utils.barrier()
-    return final
+
+def _disk_full(err: BaseException, root: Path) -> bool:
+    """Whether a failed write ran out of disk: ENOSPC anywhere in the chain, or (torch reports a full disk
+    as a bare iostream error) next to no space left where the checkpoint goes."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return 0 <= _free_mib(root) < _NEARLY_FULL_MIB
+
+
+def _free_mib(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free // 2**20
+    except OSError:
+        return -1
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -159,6 +217,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a complete spiral checkpoint (no state.json)")
     return json.loads(meta_file.read_text())
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The training step a complete checkpoint was saved after."""
+    return int(_read_meta(Path(path))["step"])
 
 
 def prepare_resume(path: str | Path) -> bool:
@@ -182,9 +245,10 @@ def prepare_resume(path: str | Path) -> bool:
 
         tmp = path / f".{_UNIVERSAL_DIR}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        ds_to_universal(Namespace(input_folder=str(path / "deepspeed" / _DS_TAG), output_folder=str(tmp / _DS_TAG),
-                                  num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
-                                  inject_missing_state=True))
+        with weights_only_loads(path / "deepspeed"):  # one worker each: the conversion stays in this process
+            ds_to_universal(Namespace(input_folder=str(path / "deepspeed" / _DS_TAG), output_folder=str(tmp / _DS_TAG),
+                                      num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                      inject_missing_state=True))
         tmp.rename(target)
     dist_utils.barrier()
     return True
@@ -195,19 +259,40 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
 
     The result is the `state` dict given to `save_checkpoint` with `step` added. A learner built with
     `load_universal` (see `prepare_resume`) reads the universal conversion instead of the rank shards.
+    Nothing in the checkpoint can run code: DeepSpeed's files are read weights-only (see `safe_load`),
+    the rest is JSON.
     """
     path = Path(path)
     meta = _read_meta(path)
     folder = path / (_UNIVERSAL_DIR if learner.load_universal else "deepspeed")
-    loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
-                                               load_lr_scheduler_states=True)
+    with weights_only_loads(folder):
+        loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
+                                                   load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
+    _apply_optimizer_settings(learner)
     learner.updates = int(meta["learner"]["updates"])
-    rng_file = path / "rng" / f"rank-{dist_utils.rank()}.pt"
-    if rng_file.is_file():  # absent when resuming with more ranks than were saved
-        _set_rng_state(torch.load(rng_file, weights_only=False))
+    rng = _load_rng_state(path / "rng")
+    if rng is not None:
+        _set_rng_state(rng)
     return {**meta["state"], "step": int(meta["step"])}
+
+
+def _apply_optimizer_settings(learner: Learner) -> None:
+    """Put the current config's trainer.lr, betas and weight_decay back after a load.
+
+    Loading restores the optimizer's hyperparameters and the scheduler's base learning rate as they were
+    saved, which would silently ignore a run resumed with new values (see `run.allow_config_change`).
+    The schedule's shape (warm-up, decay, total steps) already comes from the current config.
+    """
+    tr = learner.cfg.trainer
+    scheduler = learner.engine.lr_scheduler
+    groups = scheduler.optimizer.param_groups  # the torch optimizer DeepSpeed steps (wrapped or not)
+    scheduler.base_lrs = [tr.lr] * len(groups)
+    for group, lr_lambda in zip(groups, scheduler.lr_lambdas):
+        group.update(initial_lr=tr.lr, lr=tr.lr * lr_lambda(scheduler.last_epoch), betas=tuple(tr.betas),
+                     weight_decay=tr.weight_decay)
+    scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports until the next step
 
 
 def iter_model_weights(model_dir: str | Path) -> Iterator[tuple[str, torch.Tensor]]:

@@ -301,7 +301,8 @@ class Learner:
 
         Old log-probs are recomputed by the learner (as in the paper) at the rollout temperature. A
         non-finite loss or gradient on any rank skips that optimizer step on every rank, leaving the
-        weights and optimizer state unchanged; `skipped` counts such steps.
+        weights and optimizer state unchanged; `skipped` counts such steps, and their losses and stats are
+        left out of the returned metrics (NaN when every step was skipped).
         """
         algo, tr = self.cfg.algo, self.cfg.trainer
         norm = float(algo.loss_norm or self.cfg.rollout.max_tokens)
@@ -325,6 +326,7 @@ class Learner:
                 g_seqs, g_tokens = dist_utils.all_reduce_sum([len(minibatch), mb_tokens])
                 if g_seqs == 0:
                     continue
+                before = (dict(totals), tokens_seen, entropy_tokens)
 
                 def micro_loss(group: list[int]) -> Tensor:
                     nonlocal tokens_seen, entropy_tokens
@@ -365,12 +367,15 @@ class Learner:
                     grad_norms.append(grad_norm)
                 if not applied:
                     log.warning("skipped an optimizer step: non-finite loss or gradient")
+                    totals, tokens_seen, entropy_tokens = before  # a skipped step's stats describe no update
         self.updates += 1
 
         summed = dist_utils.all_reduce_sum([tokens_seen, entropy_tokens] + [totals[k] for k in totals])
-        tokens_all, entropy_all, values = max(summed[0], 1.0), max(summed[1], 1.0), dict(zip(totals, summed[2:]))
+        # No applied step: nothing to average (NaN, logged as null) rather than a misleading 0.
+        tokens_all, entropy_all = (summed[0], summed[1]) if summed[0] > 0 else (math.nan, math.nan)
+        values = dict(zip(totals, summed[2:]))
         metrics = {
-            "policy_loss": values["loss"] / max(steps, 1),
+            "policy_loss": values["loss"] / (steps - skipped) if steps > skipped else math.nan,
             "clip_fraction": values["clip_fraction"] / tokens_all,
             "approx_kl": values["approx_kl"] / tokens_all,
             "ratio_mean": values["ratio_mean"] / tokens_all,

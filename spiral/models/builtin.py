@@ -7,6 +7,7 @@ built on first use and cached. Nothing is downloaded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -156,10 +157,7 @@ def cache_root() -> Path:
 
 def resolve_builtin(path: str, seed: int = 0) -> Path:
     """Directory of `builtin:<name>`, building it on first use (atomic, safe under parallel tests)."""
-    name = path[len(BUILTIN_PREFIX):]
-    if name not in BUILTIN_MODELS and name not in WARM_STARTS:
-        known = ", ".join(BUILTIN_PREFIX + n for n in [*BUILTIN_MODELS, *WARM_STARTS])
-        raise ValueError(f"unknown built-in model {path!r}; known: {known}")
+    name = resolve_builtin_name(path)
     version = _RECIPE_VERSION if name in BUILTIN_MODELS else f"{_RECIPE_VERSION}.{_recipe_digest(name)}"
     target = cache_root() / "models" / f"{name}-v{version}-seed{seed}"
     if (target / "config.json").is_file():
@@ -219,8 +217,46 @@ def _build_warm_start(name: str, out_dir: Path, seed: int) -> None:
     shutil.rmtree(run_dir)
 
 
+# A Hugging Face hub id: `name` or `owner/name` (letters, digits, `-`, `_`, `.`).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_model_path(path: str) -> None:
+    """Raise ValueError unless `path` is `builtin:<known name>`, a model folder or a hub id; the message
+    says which folder to pass when `path` is a spiral run or checkpoint directory instead."""
+    if path.startswith(BUILTIN_PREFIX):
+        resolve_builtin_name(path)
+        return
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if (local / "state.json").is_file() and (local / "model").is_dir():
+            raise ValueError(f"{path} is a training checkpoint, not a model folder; pass {local / 'model'}")
+        if (local / "checkpoints").is_dir():
+            raise ValueError(f"{path} is a run directory; pass one checkpoint's model folder, "
+                             f"e.g. {local / 'checkpoints' / 'step-N' / 'model'}")
+        if not (local / "config.json").is_file():
+            raise ValueError(f"{path} holds no config.json, so it is not a Hugging Face model folder")
+        return
+    if local.exists():
+        raise ValueError(f"{path} is a file; pass the model folder that holds config.json")
+    if path in BUILTIN_MODELS:
+        raise ValueError(f"{path!r} is not a model; did you mean '{BUILTIN_PREFIX}{path}'?")
+    if not _HUB_ID.match(path):
+        raise ValueError(f"{path!r} is neither builtin:NAME, an existing model folder nor a hub id (owner/name)")
+
+
+def resolve_builtin_name(path: str) -> str:
+    """The model name of `builtin:<name>`; ValueError listing the known ones if there is none such."""
+    name = path[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_MODELS and name not in WARM_STARTS:
+        known = ", ".join(BUILTIN_PREFIX + n for n in [*BUILTIN_MODELS, *WARM_STARTS])
+        raise ValueError(f"unknown built-in model {path!r}; known: {known}")
+    return name
+
+
 def resolve_model_path(path: str, seed: int = 0) -> str:
-    """A loadable directory or hub id for any `model.path` value."""
+    """A loadable directory or hub id for any `model.path` value (ValueError for anything else)."""
     if path.startswith(BUILTIN_PREFIX):
         return str(resolve_builtin(path, seed))
+    check_model_path(path)
     return path

@@ -10,6 +10,12 @@ fewer learning turns than the budget have been played in this call; every starte
 its end and all its samples are kept. Dropping unfinished games instead would favour short games
 (their outcomes arrive first), which biases returns; finishing them costs at most the remaining turns
 of the games in flight.
+
+A bug in a game's own code must not take a run down anonymously or hang it: an exception it raises
+(other than `IllegalMoveError`, which is an invalid move) or payoffs that are not finite and zero-sum
+become a `GameError` naming the game, its seed and the moves so far, which either stops the run
+(`rollout.on_game_error: stop`) or drops that game (`drop`, counted as `end/game_error`). No game is
+played past `TURN_CAP` moves, whatever its `max_turns`.
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ import logging
 import math
 import random
 import time
+import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from spiral.config.schema import GameSpec, RolloutConfig
+from spiral.errors import SpiralError
 from spiral.games import Game, IllegalMoveError, make_game
+from spiral.games.base import TURN_CAP
+from spiral.games.check import returns_problem
 from spiral.games.parsing import last_boxed
 from spiral.rollout.choice import choice_logprobs
 from spiral.rollout.engine import Engine
@@ -74,13 +86,34 @@ class _Turn:
 @dataclass
 class _LiveGame:
     game: Game
+    spec: GameSpec
     record: GameRecord
     policy_seats: frozenset[int]  # seats the learning engine plays
     sample_seats: frozenset[int]  # of those, the seats whose turns become samples
     rng: random.Random  # chance for scripted opponents in this game only
     turns: list[_Turn] = field(default_factory=list)
-    moves: int = 0
+    played: list[str] = field(default_factory=list)  # the moves applied so far (they replay the game)
+    attempt: str | None = None  # the move being applied, while apply_action runs
+    to_move: int = 0  # the seat a pending game waits on
     ended: bool = False
+
+
+class GameError(SpiralError):
+    """A game's own code failed during a rollout; the message replays it (game, params, seed, moves)."""
+
+    exit_code = 1
+
+    def __init__(self, spec: GameSpec, seed: int, moves: list[str], attempt: str | None, error: BaseException) -> None:
+        self.game, self.params, self.seed = spec.name, dict(spec.params), seed
+        self.moves, self.attempt = list(moves), attempt
+        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+        during = f" while applying {attempt!r}" if attempt is not None else ""
+        super().__init__(
+            f"game {spec.name!r} failed{during}: {error!r}{where}, at seed {seed} after moves {moves!r}. Replay it: "
+            f"g = make_game({spec.name!r}, {self.params!r}); g.reset({seed}); then g.apply_action(m) for each "
+            "move. Set rollout.on_game_error=drop to drop such games and go on"
+        )
 
 
 def derive_seed(*keys: object) -> int:
@@ -172,7 +205,7 @@ class Collector:
                 break
             # Every live game now waits on a model turn: one generate call per engine for all of them.
             for engine, is_policy in ((self.engine, True), (self.opponent, False)):
-                pending = [g for g in live if not g.ended and (g.game.current_player() in g.policy_seats) == is_policy]
+                pending = [g for g in live if not g.ended and (g.to_move in g.policy_seats) == is_policy]
                 if pending:
                     assert isinstance(engine, Engine)  # non-engine opponents never leave a game pending
                     if is_policy:
@@ -194,23 +227,43 @@ class Collector:
         if game.num_players != 2:
             raise ValueError(f"game {spec.name!r} has {game.num_players} players; the collector plays two-player games")
         game_seed = rng.getrandbits(31)
-        game.reset(game_seed)
         if self.opponent is None:
             policy, sample = frozenset((0, 1)), frozenset(self.learning_seats)
         else:
             policy = sample = frozenset([self.learning_seats[n % len(self.learning_seats)]])
-        live = _LiveGame(game, GameRecord(game=game.name, seed=game_seed, params=dict(spec.params)), policy, sample, rng)
-        self._advance(live)
+        live = _LiveGame(game, spec, GameRecord(game=game.name, seed=game_seed, params=dict(spec.params)), policy, sample, rng)
+        with self._game_code(live):
+            game.reset(game_seed)
+            self._advance(live)
         return live
+
+    @contextmanager
+    def _game_code(self, g: _LiveGame) -> Iterator[None]:
+        """Around calls into a game's code: its failure raises `GameError`, or with `on_game_error: drop`
+        ends the game as `game_error` without samples (callers skip games that have ended)."""
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - whatever a game raises is its bug, reported with a replay
+            failure = GameError(g.spec, g.record.seed, g.played, g.attempt, err)
+            if self.cfg.on_game_error != "drop":
+                raise failure from err
+            log.warning("%s; dropped", failure)
+            g.turns.clear()
+            self._end(g, "game_error", [0.0, 0.0])
 
     def _advance(self, g: _LiveGame) -> None:
         """Play inline (scripted) turns until the game ends or waits on a model."""
         while True:
             if g.game.is_terminal():
-                return self._end(g, "terminal", list(g.game.returns()))
-            if g.moves >= g.game.max_turns:
+                returns = list(g.game.returns())
+                problem = returns_problem(returns, 2)
+                if problem:
+                    raise ValueError(problem)
+                return self._end(g, "terminal", returns)
+            if len(g.played) >= min(g.game.max_turns, TURN_CAP):
                 return self._end(g, "turn_limit", [0.0, 0.0])
             seat = g.game.current_player()
+            g.to_move = seat
             if seat in g.policy_seats or isinstance(self.opponent, Engine):
                 return
             observation = g.game.observation(seat)
@@ -228,9 +281,14 @@ class Collector:
         cache = self._prompt_caches.get(id(engine))
         if cache is None:
             cache = self._prompt_caches[id(engine)] = PromptCache(engine.tokenizer)
-        prompts = cache.build([(g.game, g.game.current_player()) for g in pending], self.cfg.template)
+        texts: list[str] = []
+        for g in pending:
+            with self._game_code(g):  # rendering reads the game's description and observation
+                texts.append(cache.render(g.game, g.to_move, self.cfg.template))
+        pending = [g for g in pending if not g.ended]
+        prompts = cache.encode(texts)
         for g, prompt in zip(pending, prompts, strict=True):
-            seat = g.game.current_player()
+            seat = g.to_move
             # The engine shortens the generation budget to fit the context; only a prompt that fills
             # the whole context cannot be answered at all.
             if len(prompt) >= engine.max_model_len:
@@ -250,29 +308,42 @@ class Collector:
         )
         self._generate_calls += 1
         if self.cfg.action_constraint == "choice":
-            played = self._choose(engine, batch, sampling)
+            legal: list[list[str]] = []
+            for g, _, _ in batch:
+                with self._game_code(g):
+                    legal.append(g.game.legal_actions())
+            batch = [entry for entry in batch if not entry[0].ended]
+            if not batch:
+                return
+            played: list[tuple[EngineOutput, Any, Any, int]] = self._choose(engine, batch, legal, sampling)
         else:
             outputs = engine.generate([p for _, _, p in batch], sampling)
-            played = [(out, None if out.truncated else g.game.parse_action(out.text), None, -1)
-                      for (g, _, _), out in zip(batch, outputs, strict=True)]
-        for (g, seat, prompt), (out, move, choices, index) in zip(batch, played):
-            observation = g.game.observation(seat)
-            if move is not None and not self._apply(g, seat, move):
-                move = None
-            g.record.transcript.append(TurnRecord(seat, POLICY if is_policy else "opponent", observation, out.text, move))
-            if seat in g.sample_seats:
-                g.turns.append(_Turn(seat, prompt, out, move is None, choices, index))
-            if move is None:
-                log.debug("invalid move (%s) by seat %d in %s: %r", invalid_reason(out), seat, g.game.name, out.text[-200:])
-                self._end_invalid(g, seat)
-            else:
-                self._advance(g)
+            played = [(out, None, None, -1) for out in outputs]
+        for (g, seat, prompt), (out, move, choices, index) in zip(batch, played, strict=True):
+            with self._game_code(g):
+                self._play_turn(g, seat, prompt, out, move, choices, index, is_policy)
 
-    def _choose(self, engine: Engine, batch: list[tuple[_LiveGame, int, list[int]]], sampling: SamplingSettings
-                ) -> list[tuple[EngineOutput, str, list[list[int]], int]]:
+    def _play_turn(self, g: _LiveGame, seat: int, prompt: list[int], out: EngineOutput, move: str | None,
+                   choices: list[list[int]] | None, index: int, is_policy: bool) -> None:
+        """Apply one model turn (`move` None: parse it from the completion) and play on to the next model turn."""
+        if self.cfg.action_constraint != "choice" and not out.truncated:
+            move = g.game.parse_action(out.text)
+        observation = g.game.observation(seat)
+        if move is not None and not self._apply(g, seat, move):
+            move = None
+        g.record.transcript.append(TurnRecord(seat, POLICY if is_policy else "opponent", observation, out.text, move))
+        if seat in g.sample_seats:
+            g.turns.append(_Turn(seat, prompt, out, move is None, choices, index))
+        if move is None:
+            log.debug("invalid move (%s) by seat %d in %s: %r", invalid_reason(out), seat, g.game.name, out.text[-200:])
+            self._end_invalid(g, seat)
+        else:
+            self._advance(g)
+
+    def _choose(self, engine: Engine, batch: list[tuple[_LiveGame, int, list[int]]], legal: list[list[str]],
+                sampling: SamplingSettings) -> list[tuple[EngineOutput, str, list[list[int]], int]]:
         """`action_constraint: choice`: sample each move from the legal moves' renormalised probabilities
         (one score call for the batch; temperature 0 takes the most likely; top_p does not apply)."""
-        legal = [g.game.legal_actions() for g, _, _ in batch]
         temperature = sampling.temperature if sampling.temperature > 0 else 1.0
         choices, logprobs = choice_logprobs(engine, [p for _, _, p in batch], legal, temperature)
         rng = random.Random(sampling.seed)
@@ -288,11 +359,14 @@ class Collector:
 
     @staticmethod
     def _apply(g: _LiveGame, seat: int, move: str) -> bool:
+        g.attempt = move  # stays set if apply_action fails otherwise: the failure report names the move
         try:
             g.game.apply_action(move)
         except IllegalMoveError:
+            g.attempt = None
             return False
-        g.moves += 1
+        g.attempt = None
+        g.played.append(move)
         return True
 
     def _end_invalid(self, g: _LiveGame, offender: int) -> None:

@@ -88,7 +88,14 @@ class PromptCache:
 
     def build(self, movers: list[tuple[Game, int]], template: str) -> list[list[int]]:
         """Token ids of `render_prompt` for each (game, seat); a fresh list each, safe to modify."""
-        texts = [render_prompt(game, seat, template, self.tokenizer) for game, seat in movers]
+        return self.encode([self.render(game, seat, template) for game, seat in movers])
+
+    def render(self, game: Game, seat: int, template: str) -> str:
+        """`render_prompt` with this cache's tokenizer (the part of `build` that runs game code)."""
+        return render_prompt(game, seat, template, self.tokenizer)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of rendered prompt texts, encoding only those not seen recently (in one batch call)."""
         missing = [text for text in dict.fromkeys(texts) if text not in self._ids]
         for text, ids in zip(missing, _encode(missing, self.tokenizer), strict=True):
             self._ids[text] = np.asarray(ids, dtype=np.int32)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from spiral.agents.arena import play_game
 from spiral.agents.base import Agent
 from spiral.config.schema import GameSpec
+from spiral.errors import SpiralError
 from spiral.games import make_game
 from spiral.rollout.collector import derive_seed
 from spiral.games.parsing import last_boxed, last_boxed_span
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-class SftDataError(ValueError):
+class SftDataError(SpiralError):
     """Transcripts that cannot be read or replayed, or a data selection that leaves nothing to learn."""
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from spiral.config import SpiralConfig, to_yaml
 from spiral.learner import distributed as dist
 from spiral.learner.batching import shuffled_order
-from spiral.learner.checkpoint import find_resume_checkpoint, load_checkpoint, prepare_resume, save_checkpoint
+from spiral.learner.checkpoint import load_checkpoint, prepare_resume, save_checkpoint
 from spiral.models import resolve_model_path
 from spiral.rollout.collector import derive_seed
+from spiral.rundir import resume_point
 from spiral.sft.data import SftDataError, SftExample, build_examples, play_records, read_records, split_records
 from spiral.tracking import MetricsLogger
 from spiral.types import GameRecord
@@ -29,7 +30,10 @@ def sft(cfg: SpiralConfig) -> Path:
 
     dist.init_distributed()
     run_dir = Path(cfg.run.dir)
-    resume_from = find_resume_checkpoint(cfg.run.resume, run_dir)
+    # One optimizer step per batch, so the learner's schedule spans `trainer.steps` steps; checkpoints hold
+    # this config, so a resume compares against it.
+    learner_cfg = replace(cfg, algo=replace(cfg.algo, epochs=1, minibatches=1, kl_coef=0.0))
+    resume_from = resume_point(learner_cfg, run_dir, is_main=dist.is_main())
     model_path = resolve_model_path(cfg.model.path, seed=cfg.run.seed)
 
     # 1. Data: every kept turn of every game, replayed and rendered with the template training will use.
@@ -48,10 +52,9 @@ def sft(cfg: SpiralConfig) -> Path:
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
     dist.barrier()
 
-    # 2. The learner: one optimizer step per batch, so the schedule spans `trainer.steps` steps.
+    # 2. The learner, as `spiral train` builds it.
     from spiral.learner.learner import Learner
 
-    learner_cfg = replace(cfg, algo=replace(cfg.algo, epochs=1, minibatches=1, kl_coef=0.0))
     learner = Learner(learner_cfg, model_path, load_universal=resume_from is not None and prepare_resume(resume_from))
     start_step = int(load_checkpoint(resume_from, learner)["step"]) if resume_from is not None else 0
     logger = MetricsLogger(run_dir, enabled=dist.is_main(), console=cfg.logging.console,

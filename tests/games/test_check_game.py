@@ -156,3 +156,29 @@ def test_factories_and_params_are_accepted():
     check_game(lambda: Race(), games=10)
     with pytest.raises(GameCheckError, match="not a spiral.games.Game"):
         check_game(lambda: object(), games=1)
+
+
+class EndlessWithGrowingView(Race):
+    """Never ends, claims a billion-move limit, and shows the whole history in every observation."""
+
+    max_turns = 10**9
+
+    def is_terminal(self) -> bool:
+        return False
+
+    def observation(self, player: int) -> str:
+        return "move " * self.moves
+
+
+def test_a_never_ending_game_stops_at_the_turn_cap_in_bounded_memory():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(GameCheckError, match="did not terminate within max_turns=1500 \\(capped at 1500"):
+            check_game(EndlessWithGrowingView, games=1, turn_cap=1500)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Keeping every observation would hold ~11 MB by the cap (and grow without bound without one).
+    assert peak < 3 * 2**20, peak

@@ -7,10 +7,12 @@ import torch
 
 from spiral.algo import RoleBaselines, rae_advantages
 from spiral.learner.checkpoint import (
+    CheckpointError,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from spiral.learner.safe_load import TRUST_ENV, UnsafeCheckpointError
 from spiral.learner.learner import Learner
 from tests.learner.conftest import make_samples, small_config, weights
 
@@ -101,3 +103,105 @@ def test_lora_checkpoint_has_adapter_and_merged_model(tmp_path, tiny_path):
     adapted = PeftModel.from_pretrained(base, path / "adapter").merge_and_unload()
     for k, p in adapted.named_parameters():
         torch.testing.assert_close(p.detach(), merged[k], atol=1e-6, rtol=1e-6)
+
+
+class _WritesMarker:
+    """Unpickling this runs code (it writes a file): what a malicious shared checkpoint would carry."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_resume_refuses_an_rng_file_that_runs_code(tmp_path, tiny_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    assert [p.name for p in (path / "rng").iterdir()] == ["rank-0.json"]  # spiral's own state is JSON
+    (path / "rng" / "rank-0.json").unlink()
+    marker = tmp_path / "marker"
+    torch.save({"python": _WritesMarker(marker)}, path / "rng" / "rank-0.pt")
+    with pytest.raises(UnsafeCheckpointError, match=f"rank-0.pt.*object .*exec.*{TRUST_ENV}=1"):
+        load_checkpoint(path, learner)
+    assert not marker.exists()
+
+    (path / "rng" / "rank-0.pt").unlink()
+    (path / "rng" / "rank-0.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path, learner)
+
+
+def test_resume_refuses_deepspeed_state_that_runs_code(tmp_path, tiny_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    state_file = path / "deepspeed" / "state" / "mp_rank_00_model_states.pt"
+    marker = tmp_path / "marker"
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, "extra": _WritesMarker(marker)}, state_file)
+    with pytest.raises(UnsafeCheckpointError, match=f"refusing to load {path / 'deepspeed'}.*object .*exec"):
+        load_checkpoint(path, learner)
+    assert not marker.exists()
+    # The same file with the documented opt-in really runs the payload: the refusal above is what stopped it.
+    monkeypatch.setenv(TRUST_ENV, "1")
+    load_checkpoint(path, learner)
+    assert marker.read_text() == "ran"
+
+
+def test_checkpoints_from_before_the_json_rng_state_need_the_opt_in(tmp_path, tiny_path, monkeypatch):
+    import random
+
+    import numpy as np
+
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    learner = Learner(small_config(), tiny_path)
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    (path / "rng" / "rank-0.json").unlink()
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               path / "rng" / "rank-0.pt")  # the old format: numpy's state needs a full unpickle
+    expected = torch.rand(3)
+    with pytest.raises(UnsafeCheckpointError, match="numpy"):
+        load_checkpoint(path, learner)
+    monkeypatch.setenv(TRUST_ENV, "1")
+    load_checkpoint(path, learner)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_resume_with_new_optimizer_settings_applies_them(tmp_path, tiny_path, stage):
+    learner = Learner(small_config(zero_stage=stage), tiny_path)  # lr 1e-3, weight decay 0
+    learner.update(make_samples())
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    fresh = Learner(small_config(zero_stage=stage, lr=2e-4, weight_decay=0.1, betas=[0.8, 0.9]), tiny_path)
+    load_checkpoint(path, fresh)  # restores the saved optimizer state, hyperparameters included
+    metrics = fresh.update(make_samples())
+    assert metrics["lr"] == pytest.approx(2e-4)  # the rate the update's optimizer steps used
+    assert fresh.engine.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
+    group = fresh.engine.lr_scheduler.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9)
+
+
+def test_a_full_disk_is_reported_as_such_and_keeps_the_previous_checkpoint(tmp_path, tiny_path):
+    """A real full disk: a 12 MiB tmpfs in a private mount namespace (one tiny checkpoint is ~8 MiB)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.launch import clean_env
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    namespace = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    mount_it = f'mount -t tmpfs -o size=12m tmpfs "{mount}"'
+    if shutil.which("unshare") is None or subprocess.run([*namespace, mount_it], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs in a user namespace here")
+    script = f'{mount_it} && exec "{sys.executable}" -m tests.learner.full_disk_worker "{mount}"'
+    proc = subprocess.run([*namespace, script], capture_output=True, text=True, timeout=600, env=clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["error"].startswith(f"no space left on {mount / 'checkpoints'} while writing checkpoint step 2")
+    assert "step-000001 is intact" in result["error"]
+    assert result["latest"].endswith("step-000001") and result["entries"] == ["step-000001"]  # partial files gone

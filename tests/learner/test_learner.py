@@ -117,6 +117,22 @@ def test_nonfinite_loss_skips_step(tiny_path, stage):
     assert any(not torch.equal(w[k], v) for k, v in weights(learner).items())
 
 
+def test_a_skipped_step_stays_out_of_the_loss_and_stats(tiny_path):
+    cfg = small_config()
+    cfg.algo.epochs, cfg.algo.minibatches = 1, 2
+    learner = Learner(cfg, tiny_path)
+    samples = make_samples()
+    samples[3].advantage = float("nan")  # poisons exactly one of the two minibatches, whichever holds it
+    metrics = learner.update(samples)
+    assert metrics["skipped"] == 1 and metrics["optimizer_steps"] == 1
+    for key in ("policy_loss", "grad_norm", "entropy", "approx_kl", "clip_fraction", "ratio_mean"):
+        assert math.isfinite(metrics[key]), key
+    for sample in samples:
+        sample.advantage = float("nan")
+    metrics = learner.update(samples)
+    assert metrics["skipped"] == 2 and math.isnan(metrics["policy_loss"])  # no update: no loss, not 0
+
+
 def test_named_weights_are_the_hf_parameters(tiny_path):
     from transformers import AutoModelForCausalLM
 

@@ -17,7 +17,7 @@ from spiral.agents import make_agent
 from spiral.config.schema import GameSpec, RolloutConfig
 from spiral.games import Game, IllegalMoveError, make_game, register_game
 from spiral.models import resolve_model_path
-from spiral.rollout.collector import Collector, write_transcripts
+from spiral.rollout.collector import Collector, GameError, write_transcripts
 from spiral.rollout.engine import Engine
 from spiral.rollout.prompts import build_prompt
 from spiral.types import EngineOutput, SamplingSettings
@@ -201,6 +201,92 @@ def test_turn_limit_is_a_draw(tokenizer):
     rollout = Collector(engine, [GameSpec("test_endless", params={"max_turns": 5})], cfg(), seed=0).collect(10)
     assert all(r.end_reason == "turn_limit" and r.returns == [0.0, 0.0] and len(r.transcript) == 5 for r in rollout.records)
     assert all(s.ret == 0.0 and not s.invalid for s in rollout.samples)
+
+
+def test_no_game_runs_past_the_hard_turn_cap(tokenizer, monkeypatch):
+    import spiral.rollout.collector as collector_module
+
+    monkeypatch.setattr(collector_module, "TURN_CAP", 30)  # the real cap, 10,000 turns, takes too long here
+    calls = []
+
+    def reply(prompt: str) -> str:
+        calls.append(1)
+        assert len(calls) < 1000, "the collector never stopped a game that declares max_turns=10**9"
+        return first_legal(prompt)
+
+    spec = GameSpec("test_endless", params={"max_turns": 10**9})
+    rollout = Collector(ScriptedEngine(tokenizer, reply), [spec], cfg(concurrent_games=1), seed=0).collect(1)
+    assert [(r.end_reason, len(r.transcript)) for r in rollout.records] == [("turn_limit", 30)]
+
+
+@register_game
+class Fragile(Endless):
+    """Ends after 4 moves (seat 0 wins), unless `fail` breaks it once `fail_at` moves are played in a game
+    with an even seed: `apply` and `observation` raise, `returns` pays NaN."""
+
+    name = "test_fragile"
+
+    def __init__(self, fail: str = "apply", fail_at: int = 2) -> None:
+        super().__init__(max_turns=10)
+        self.fail, self.fail_at = fail, fail_at
+
+    def reset(self, seed: int) -> None:
+        self.n, self.seed = 0, seed
+
+    def _broken(self, what: str) -> bool:
+        return self.fail == what and self.seed % 2 == 0 and self.n >= self.fail_at
+
+    def observation(self, player: int) -> str:
+        if self._broken("observation"):
+            raise KeyError("no view for this seat")
+        return super().observation(player)
+
+    def apply_action(self, action: str) -> None:
+        if self._broken("apply"):
+            raise ZeroDivisionError("scoring bug")
+        super().apply_action(action)
+
+    def is_terminal(self) -> bool:
+        return self.n >= 4
+
+    def returns(self) -> list[float]:
+        if self._broken("returns"):
+            return [float("nan"), 0.0]
+        return [1.0, -1.0] if self.is_terminal() else [0.0, 0.0]
+
+
+@pytest.mark.parametrize("fail", ["apply", "observation", "returns"])
+def test_a_failing_game_stops_the_rollout_with_what_replays_it(tokenizer, fail):
+    spec = GameSpec("test_fragile", params={"fail": fail})
+    with pytest.raises(GameError) as caught:
+        Collector(ScriptedEngine(tokenizer, first_legal), [spec], cfg(), seed=0).collect(40)
+    err = caught.value
+    assert err.game == "test_fragile" and err.params == {"fail": fail} and err.seed % 2 == 0
+    assert f"g.reset({err.seed})" in str(err) and "rollout.on_game_error=drop" in str(err)
+    # The reported seed and moves rebuild the failing state.
+    game = make_game(err.game, err.params)
+    game.reset(err.seed)
+    for move in err.moves:
+        game.apply_action(move)
+    if fail == "apply":
+        assert err.attempt == "ping" and "ZeroDivisionError" in str(err)
+        with pytest.raises(ZeroDivisionError):
+            game.apply_action(err.attempt)
+    elif fail == "observation":
+        with pytest.raises(KeyError):
+            game.observation(0)
+    else:
+        assert game.is_terminal() and "finite" in str(err)
+
+
+def test_drop_skips_failing_games_and_counts_them(tokenizer):
+    spec = GameSpec("test_fragile", params={"fail": "apply"})
+    rollout = Collector(ScriptedEngine(tokenizer, first_legal), [spec], cfg(on_game_error="drop"), seed=0).collect(40)
+    dropped = [r for r in rollout.records if r.end_reason == "game_error"]
+    kept = [r for r in rollout.records if r.end_reason != "game_error"]
+    assert dropped and kept and rollout.stats["end/game_error"] == len(dropped)
+    assert all(r.seed % 2 == 0 for r in dropped) and all(r.end_reason == "terminal" for r in kept)
+    assert len(rollout.samples) == 4 * len(kept)  # a dropped game yields no samples
 
 
 def test_prompt_too_long_for_context_is_a_draw(tokenizer):

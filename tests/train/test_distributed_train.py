@@ -40,8 +40,8 @@ def test_two_ranks_agree_and_resume(tmp_path: Path, stage: int) -> None:
         assert row["dist/world_size"] == 2
         assert row["dist/weights_divergence"] == 0.0 and row["dist/rae_divergence"] == 0.0
         assert row["rollout/samples"] >= 16  # the budget is global: 8 per rank at least
-    # Resume on the same number of ranks continues from step 2.
-    proc = subprocess.run(_torchrun(run_dir, "trainer.steps=3", *args), env=_env(), cwd=REPO,
+    # Resume on the same number of ranks continues from step 2 (extending the run is a config change).
+    proc = subprocess.run(_torchrun(run_dir, "trainer.steps=3", "run.allow_config_change=true", *args), env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = read_metrics(run_dir)
@@ -80,7 +80,8 @@ def test_resume_on_a_different_number_of_ranks(tmp_path: Path, stage: int) -> No
     proc = subprocess.run(_torchrun(run_dir, "trainer.steps=2", *args), env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    proc = subprocess.run(spiral_train_cmd(run_dir, "trainer.steps=3", *args), env=_env(), cwd=REPO,
+    proc = subprocess.run(spiral_train_cmd(run_dir, "trainer.steps=3", "run.allow_config_change=true", *args),
+                          env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = read_metrics(run_dir)

@@ -115,3 +115,51 @@ def test_fixed_and_pool_opponents_train_only_the_learning_seat(tmp_path: Path, o
     if opponent == "pool":
         state = json.loads((run_dir / "checkpoints" / "step-000003" / "state.json").read_text())
         assert len(state["state"]["opponent_pool"]["paths"]) == 2  # checkpoints of steps 1 and 2 are in the pool
+
+
+def test_non_finite_updates_are_skipped_and_logged_with_the_console_on(tmp_path: Path) -> None:
+    """Every update of this run is non-finite (see `plugin_games.HugeStakes`): each must be skipped, shown
+    on the console and in metrics.jsonl, the weights left as they were, and the checkpoints written."""
+    from safetensors.torch import load_file
+
+    from spiral.models import resolve_model_path
+
+    run_dir = tmp_path / "run"
+    args = ["trainer.steps=2", "checkpoint.every=1", "eval.every=0", "logging.console=true",
+            "games=[{name: 'tests.train.plugin_games:HugeStakes'}]"]
+    proc = run_train(run_dir, *args)
+    assert "step 2/2" in proc.stderr and "loss=nan" in proc.stderr, proc.stderr[-2000:]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["train/skipped"] == 2 and row["train/optimizer_steps"] == 0 and row["loss/policy"] is None
+    saved = load_file(run_dir / "checkpoints" / "step-000002" / "model" / "model.safetensors")
+    initial = load_file(Path(resolve_model_path("builtin:tiny")) / "model.safetensors")
+    assert saved.keys() == initial.keys() and all(saved[k].equal(initial[k]) for k in saved)
+
+    again = run_train(run_dir, *args)  # trainer.steps is reached: says so, trains nothing
+    assert "step 2 and trainer.steps is 2: nothing left to train" in again.stderr
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+
+
+def test_a_game_that_crashes_mid_training_stops_the_run_with_a_replay(tmp_path: Path) -> None:
+    import re
+
+    from spiral.games import make_game
+
+    spec = "tests.train.plugin_games:CrashesLate"
+    cmd = spiral_train_cmd(tmp_path / "run", "trainer.steps=2", "eval.every=0", f"games=[{{name: '{spec}'}}]")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=clean_env())
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"spiral train: error: game '{spec}' failed while applying") and "plugin bug" in last
+    seed = int(re.search(r"g\.reset\((\d+)\)", last).group(1))
+    moves = eval(re.search(r"after moves (\[[^\]]*\])", last).group(1))  # noqa: S307 - a list literal we wrote
+    attempt = re.search(r"while applying '([^']*)'", last).group(1)
+    game = make_game(spec)
+    game.reset(seed)
+    for move in moves:
+        game.apply_action(move)
+    with pytest.raises(RuntimeError, match="plugin bug"):
+        game.apply_action(attempt)
