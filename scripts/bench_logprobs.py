@@ -1,30 +1,45 @@
-"""Benchmark per-token log-prob scoring: naive full-vocab fp32 log_softmax, a TRL-style row loop, and
-spiral.kernels.token_logprobs, on the same inputs, for several vocabulary sizes.
+"""Benchmark per-token log-prob scoring: spiral.kernels.token_logprobs against the naive full-vocabulary fp32
+log_softmax and against the peers' own code where it is importable, on the same inputs.
 
-Each (vocab, method) runs in a fresh subprocess so that one method's freed memory cannot hide
-another's. Peak extra memory is measured as:
+Methods (the peers are skipped, with the reason printed, when their package cannot be imported or run here):
+- naive: full [tokens, vocab] logits, fp32 log_softmax, gather (the reference every other method is checked against);
+- rowloop: full logits, then one log_softmax per row in the logits' dtype: the pattern of TRL's
+  `selective_log_softmax` for bf16, kept as a stand-in where trl is not importable;
+- trl_selective: TRL's `trl.trainer.utils.selective_log_softmax` on full logits;
+- trl_chunked: TRL's `trl.kernels.ChunkedLogProbFunction` (chunked like ours; what GRPOTrainer scores with in
+  TRL 1.16), at GRPOTrainer's vocabulary tile of 32,768;
+- liger_flce: Liger-Kernel's fused linear cross-entropy (`reduction="none"`, so the loss is -log-prob; Triton on
+  a GPU only; no temperature argument, so the hidden states are divided by it first);
+- ours (or ours@CHUNK for each --chunk-size): `token_logprobs`.
+
+Each (vocab, method) runs in a fresh subprocess so that one method's freed memory cannot hide another's. Peak
+extra memory is measured as:
 - CUDA: torch.cuda.max_memory_allocated() minus memory allocated before the call;
 - CPU: the kernel's peak-RSS high-water mark (VmHWM, reset by writing 5 to /proc/self/clear_refs)
   minus the RSS before the call. This sees every page torch touches.
-Time is wall-clock (after torch.cuda.synchronize on CUDA), best of --repeats after a small warm-up.
-The last line is `RESULT memory_ratio=<naive/ours> time_ratio=<ours/naive>` for the largest vocab,
-forward only.
+Time is wall-clock (after torch.cuda.synchronize on CUDA), the median of --repeats after a small warm-up.
+The tables give each method's memory and time relative to ours (above 1: ours leads). The last line is
+`RESULT memory_ratio=<naive/ours> time_ratio=<ours/naive> <peer>_lead=<peer/ours memory>,<peer/ours time> ...`
+for the largest vocab, forward only.
 
     python scripts/bench_logprobs.py                      # CPU: 4096 tokens, hidden 1024, bf16
     python scripts/bench_logprobs.py --tokens 8192 --hidden 2560   # e.g. on a GPU
+    python scripts/bench_logprobs.py --chunk-size 256 512 1024 2048 --vocab 151936   # ours at several chunks
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-METHODS = ("naive", "rowloop", "ours")
+PEERS = ("rowloop", "trl_selective", "trl_chunked", "liger_flce")
+TRL_VOCAB_TILE = 32768  # GRPOTrainer's chunk width over the vocabulary (trl/trainer/utils.py, TRL 1.16)
 
 
 def _naive(hidden, weight, targets, temperature):
@@ -34,22 +49,57 @@ def _naive(hidden, weight, targets, temperature):
 
 
 def _rowloop(hidden, weight, targets, temperature):
-    # TRL's selective_log_softmax pattern: full logits, then a logsumexp per row to avoid a second
-    # full-size log_softmax buffer.
     import torch
 
     logits = hidden @ weight.t()
-    rows = []
-    for row, target in zip(logits, targets):
-        z = row.float() / temperature
-        rows.append(z[target] - torch.logsumexp(z, dim=-1))
-    return torch.stack(rows)
+    rows = [(row / temperature).log_softmax(dim=-1)[target] for row, target in zip(logits, targets)]
+    return torch.stack(rows).float()
+
+
+def _trl_selective(hidden, weight, targets, temperature):
+    from trl.trainer.utils import selective_log_softmax
+
+    return selective_log_softmax(hidden @ weight.t(), targets, temperature=temperature).float()
+
+
+def _trl_chunked(hidden, weight, targets, temperature):
+    from trl.kernels import ChunkedLogProbFunction
+
+    return ChunkedLogProbFunction.apply(hidden, weight, None, targets, temperature, TRL_VOCAB_TILE, None, 1.0, ())[0]
+
+
+def _liger_flce(hidden, weight, targets, temperature):
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    scaled = hidden if temperature == 1.0 else hidden / temperature
+    return -liger_fused_linear_cross_entropy(scaled, weight, targets, reduction="none").float()
 
 
 def _ours(hidden, weight, targets, temperature, chunk_size):
     from spiral.kernels import token_logprobs
 
     return token_logprobs(hidden, weight, targets, temperature=temperature, chunk_size=chunk_size)[0]
+
+
+def _unavailable(method: str, device: str) -> str | None:
+    """Why `method` cannot run here (None when it can)."""
+    try:
+        if method.startswith("trl_"):
+            import trl
+
+            if method == "trl_selective":
+                from trl.trainer.utils import selective_log_softmax  # noqa: F401
+            else:
+                from trl.kernels import ChunkedLogProbFunction  # noqa: F401
+            del trl
+        elif method == "liger_flce":
+            from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy  # noqa: F401
+
+            if device != "cuda":
+                return "Liger's fused linear cross-entropy is a Triton kernel for GPUs"
+    except ImportError as err:
+        return f"not importable ({err})"
+    return None
 
 
 class _PeakMemory:
@@ -97,8 +147,10 @@ def _worker(args) -> None:
     hidden = torch.randn(args.tokens, args.hidden, generator=gen).to(device, dtype)
     weight = (torch.randn(args.vocab, args.hidden, generator=gen) / args.hidden**0.5).to(device, dtype)
     targets = torch.randint(0, args.vocab, (args.tokens,), generator=gen).to(device)
-    method = {"naive": _naive, "rowloop": _rowloop,
-              "ours": lambda *a: _ours(*a, chunk_size=args.chunk_size)}[args.method]
+    name, _, chunk = args.method.partition("@")
+    method = {"naive": _naive, "rowloop": _rowloop, "trl_selective": _trl_selective, "trl_chunked": _trl_chunked,
+              "liger_flce": _liger_flce,
+              "ours": lambda *a: _ours(*a, chunk_size=int(chunk))}[name]
 
     def sync():
         if device.type == "cuda":
@@ -116,20 +168,26 @@ def _worker(args) -> None:
     result = {}
     for mode in ("forward", "forward+backward") if args.backward else ("forward",):
         backward = mode != "forward"
-        # warm-up on a few tokens so one-time library setup is not timed
-        small = slice(0, min(8, args.tokens))
-        method(hidden[small].detach(), weight, targets[small], args.temperature)
-        best_time, peak = float("inf"), 0
-        for _ in range(args.repeats):
-            with _PeakMemory(device) as mem:
-                start = time.perf_counter()
-                out = run(backward)
-                elapsed = time.perf_counter() - start
-            best_time, peak = min(best_time, elapsed), max(peak, mem.peak)
-            if not backward:
-                torch.save(out.cpu(), args.save)
-            del out
-        result[mode] = {"time_s": best_time, "peak_bytes": peak}
+        try:
+            # warm-up on a few tokens so one-time library setup is not timed
+            small = slice(0, min(8, args.tokens))
+            method(hidden[small].detach(), weight, targets[small], args.temperature)
+            times, peak = [], 0
+            for _ in range(args.repeats):
+                with _PeakMemory(device) as mem:
+                    start = time.perf_counter()
+                    out = run(backward)
+                    times.append(time.perf_counter() - start)
+                peak = max(peak, mem.peak)
+                if not backward:
+                    torch.save(out.cpu(), args.save)
+                del out
+        except Exception as err:  # a peer's failure is reported in its row; ours or naive failing ends the run
+            if name not in PEERS:
+                raise
+            result[mode] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        result[mode] = {"time_s": statistics.median(times), "peak_bytes": peak}
     print("JSON " + json.dumps(result))
 
 
@@ -140,22 +198,18 @@ def main() -> int:
     parser.add_argument("--vocab", type=int, nargs="+", default=[32000, 151936])
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="token chunk for ours (default: 1024 on CUDA, 256 on CPU)")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--chunk-size", type=int, nargs="+", default=None,
+                        help="token chunk(s) for ours (default: trainer.logprob_chunk's default)")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS,
+                        help="peer methods to try (default: all; each is skipped when it cannot run here)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-backward", dest="backward", action="store_false",
                         help="skip the forward+backward table")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--method", help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.chunk_size is None:
-        args.chunk_size = 1024 if args.device == "cuda" else 256
     if args.method:
         args.vocab = args.vocab[0]
         _worker(args)
@@ -163,18 +217,32 @@ def main() -> int:
 
     import torch
 
+    from spiral.config.schema import TrainerConfig
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    chunks = args.chunk_size or [TrainerConfig().logprob_chunk]
+    ours = [f"ours@{c}" for c in chunks]
+    peers = []
+    for peer in args.peers:
+        reason = _unavailable(peer, args.device)
+        if reason:
+            print(f"skipped {peer}: {reason}")
+        else:
+            peers.append(peer)
+    methods = ["naive", *peers, *ours]
     print(f"device={args.device} tokens={args.tokens} hidden={args.hidden} dtype={args.dtype} "
-          f"temperature={args.temperature} chunk_size(ours)={args.chunk_size} repeats={args.repeats}")
+          f"temperature={args.temperature} repeats={args.repeats} torch={torch.__version__} methods={','.join(methods)}")
     results: dict[int, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for vocab in args.vocab:
             outputs = {}
-            for method in METHODS:
+            for method in methods:
                 save = str(Path(tmp) / f"{vocab}-{method}.pt")
                 cmd = [sys.executable, __file__, "--method", method, "--save", save, "--vocab", str(vocab),
                        "--tokens", str(args.tokens), "--hidden", str(args.hidden), "--dtype", args.dtype,
-                       "--temperature", str(args.temperature), "--chunk-size", str(args.chunk_size),
-                       "--repeats", str(args.repeats), "--device", args.device]
+                       "--temperature", str(args.temperature), "--repeats", str(args.repeats),
+                       "--device", args.device]
                 if not args.backward:
                     cmd.append("--no-backward")
                 proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -183,25 +251,37 @@ def main() -> int:
                     return 1
                 line = next(x for x in proc.stdout.splitlines() if x.startswith("JSON "))
                 results.setdefault(vocab, {})[method] = json.loads(line[5:])
-                outputs[method] = torch.load(save)
-            for method in ("rowloop", "ours"):
-                diff = (outputs[method] - outputs["naive"]).abs().max().item()
-                print(f"vocab {vocab}: max |{method} - naive| log-prob = {diff:.2e}")
+                if Path(save).exists():
+                    outputs[method] = torch.load(save)
+            for method in methods[1:]:
+                if method in outputs:
+                    diff = (outputs[method] - outputs["naive"]).abs().max().item()
+                    print(f"vocab {vocab}: max |{method} - naive| log-prob = {diff:.2e}")
 
+    reference = ours[0]
     modes = ("forward", "forward+backward") if args.backward else ("forward",)
     for mode in modes:
-        print(f"\n{mode}")
-        print(f"{'vocab':>8} {'method':>8} {'peak extra MiB':>15} {'time s':>8} {'mem vs naive':>13} {'time vs naive':>14}")
+        print(f"\n{mode} (÷ {reference}: above 1, {reference} leads)")
+        print(f"{'vocab':>8} {'method':>14} {'peak extra MiB':>15} {'time s':>8} {'memory ÷ ours':>14} {'time ÷ ours':>12}")
         for vocab, by_method in results.items():
-            naive = by_method["naive"][mode]
-            for method in METHODS:
+            base = by_method[reference][mode]
+            for method in methods:
                 r = by_method[method][mode]
-                print(f"{vocab:>8} {method:>8} {r['peak_bytes'] / 2**20:>15.1f} {r['time_s']:>8.3f} "
-                      f"{naive['peak_bytes'] / max(r['peak_bytes'], 1):>12.1f}x {r['time_s'] / naive['time_s']:>13.2f}x")
+                if "error" in r:
+                    print(f"{vocab:>8} {method:>14}  failed: {r['error'][:120]}")
+                    continue
+                print(f"{vocab:>8} {method:>14} {r['peak_bytes'] / 2**20:>15.1f} {r['time_s']:>8.3f} "
+                      f"{r['peak_bytes'] / max(base['peak_bytes'], 1):>13.2f}x {r['time_s'] / base['time_s']:>11.2f}x")
     largest = results[max(results)]
-    memory_ratio = largest["naive"]["forward"]["peak_bytes"] / max(largest["ours"]["forward"]["peak_bytes"], 1)
-    time_ratio = largest["ours"]["forward"]["time_s"] / largest["naive"]["forward"]["time_s"]
-    print(f"RESULT memory_ratio={memory_ratio:.2f} time_ratio={time_ratio:.3f}")
+    ours_fwd = largest[reference]["forward"]
+    fields = [f"memory_ratio={largest['naive']['forward']['peak_bytes'] / max(ours_fwd['peak_bytes'], 1):.2f}",
+              f"time_ratio={ours_fwd['time_s'] / largest['naive']['forward']['time_s']:.3f}"]
+    for peer in peers:
+        r = largest[peer]["forward"]
+        if "error" not in r:
+            fields.append(f"{peer}_lead={r['peak_bytes'] / max(ours_fwd['peak_bytes'], 1):.2f},"
+                          f"{r['time_s'] / ours_fwd['time_s']:.2f}")
+    print("RESULT " + " ".join(fields))
     return 0
 
 

@@ -64,10 +64,11 @@ def train(cfg: SpiralConfig) -> Path:
     logger.truncate_after(start_step)  # steps after the checkpoint are replayed, so drop their old rows
     opponent_engine = _opponent_engine(cfg, model_path)
     opponent = _fixed_opponent(cfg, opponent_engine)
+    eval_opponents = _eval_opponent_engines(cfg)
     samples_per_rank = math.ceil(cfg.rollout.samples_per_step / dist.world_size())
 
     if start_step == 0 and _due(cfg.eval.every, 0):
-        logger.log(0, evaluate(cfg, engine, step=0), cfg.trainer.steps)
+        logger.log(0, evaluate(cfg, engine, step=0, opponent_engines=eval_opponents), cfg.trainer.steps)
 
     for step in range(start_step + 1, cfg.trainer.steps + 1):
         timer = PhaseTimer()
@@ -92,17 +93,16 @@ def train(cfg: SpiralConfig) -> Path:
         with timer("update"):
             update_stats = learner.update(train_samples, temperature=cfg.rollout.temperature)
 
-        # 4. Push the new weights into the engine, in buckets, no disk.
+        # 4. Push the new weights into the engine, in buckets, no disk (a sleeping engine wakes as it loads).
         if step % cfg.trainer.sync_every == 0:
             with timer("sync"):
-                engine.wake()
                 engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
 
         # 5. Evaluate: games against opponents, Kuhn exploitability, benchmarks.
         metrics: dict[str, float] = {}
         if cfg.eval.every > 0 and (_due(cfg.eval.every, step) or step == cfg.trainer.steps):
             with timer("eval"):
-                metrics.update(evaluate(cfg, engine, step))
+                metrics.update(evaluate(cfg, engine, step, opponent_engines=eval_opponents))
 
         # 6. Log.
         metrics.update({("loss/policy" if k == "policy_loss" else f"train/{k}"): v for k, v in update_stats.items()})
@@ -148,8 +148,12 @@ def _assign_advantages(cfg: SpiralConfig, samples: list[TurnSample], baselines: 
         sample.advantage = adv
 
 
-def evaluate(cfg: SpiralConfig, engine: Engine, step: int) -> dict[str, float]:
-    """Online evaluation with the current engine weights: game report and benchmark subset (rank 0)."""
+def evaluate(cfg: SpiralConfig, engine: Engine, step: int,
+             opponent_engines: dict[str, Engine] | None = None) -> dict[str, float]:
+    """Online evaluation with the current engine weights: game report and benchmark subset (rank 0).
+
+    `opponent_engines` serve the model opponents of `eval.opponents` (see `_eval_opponent_engines`).
+    """
     from spiral.eval.game_eval import evaluate_games, flatten_for_logging
 
     if not dist.is_main():
@@ -164,7 +168,7 @@ def evaluate(cfg: SpiralConfig, engine: Engine, step: int) -> dict[str, float]:
                                 template=cfg.rollout.template, sampling=sampling,
                                 action_constraint=cfg.rollout.action_constraint,
                                 exploitability=ev.exploitability, exploitability_samples=ev.exploitability_samples,
-                                engine_kind=cfg.rollout.engine)
+                                engine_kind=cfg.rollout.engine, opponent_engines=opponent_engines)
         metrics.update(flatten_for_logging(report))
     if ev.benchmarks:
         from spiral.eval.bench_runner import run_benchmarks
@@ -258,10 +262,24 @@ def _opponent_engine(cfg: SpiralConfig, policy_path: str) -> Engine | None:
 
     spec = cfg.rollout.opponent
     if spec == "pool":
-        return create_engine_from_config(cfg, policy_path)
+        return create_engine_from_config(cfg, policy_path, secondary=True)
     if spec != "self" and is_model_spec(spec):
-        return create_engine_from_config(cfg, resolve_model_path(spec))
+        return create_engine_from_config(cfg, resolve_model_path(spec), secondary=True)
     return None
+
+
+def _eval_opponent_engines(cfg: SpiralConfig) -> dict[str, Engine]:
+    """An engine per model opponent in `eval.opponents`, built now on every rank and kept for the run.
+
+    Only rank 0 evaluates, but building a vLLM engine under torchrun is collective (external-launcher mode):
+    one built on rank 0 alone would wait forever for the other ranks.
+    """
+    from spiral.agents.factory import is_model_spec
+
+    if cfg.eval.every <= 0 or not cfg.eval.games:
+        return {}
+    return {spec: create_engine_from_config(cfg, resolve_model_path(spec), secondary=True)
+            for spec in dict.fromkeys(cfg.eval.opponents) if is_model_spec(spec)}
 
 
 def _fixed_opponent(cfg: SpiralConfig, opponent_engine: Engine | None) -> Any:

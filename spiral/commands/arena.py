@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_agent(spec: str, args: argparse.Namespace, engines: list):
-    """A scripted agent, or a model served by a fresh engine (appended to `engines` for closing)."""
+    """A scripted agent, or a model served by a fresh engine (appended to `engines` for closing); the engines of
+    the second and later model agents are secondary (see `create_engine`)."""
     from spiral.agents import is_model_spec, make_agent
 
     if not is_model_spec(spec):
@@ -91,7 +92,8 @@ def _make_agent(spec: str, args: argparse.Namespace, engines: list):
     from spiral.rollout.engines import create_engine
     from spiral.types import SamplingSettings
 
-    engine = create_engine(args.engine, spec, dtype=args.dtype, max_model_len=args.max_model_len, seed=args.seed)
+    engine = create_engine(args.engine, spec, secondary=bool(engines), dtype=args.dtype,
+                           max_model_len=args.max_model_len, seed=args.seed)
     engines.append(engine)
     sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
     return ModelAgent(engine, args.template, sampling, name=opponent_label(spec),

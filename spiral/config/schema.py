@@ -423,3 +423,9 @@ class SpiralConfig:
             f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "
             "the pool plays saved checkpoints, so they must still exist",
         )
+        _require(
+            self.rollout.top_p == 1.0,
+            f"rollout.top_p must be 1.0 for training, got {self.rollout.top_p}: the learner recomputes log-probs "
+            "with the temperature only, so a nucleus would train on another distribution than the one sampled "
+            "(eval.top_p may be below 1)",
+        )

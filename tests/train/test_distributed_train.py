@@ -93,17 +93,37 @@ def test_resume_on_a_different_number_of_ranks(tmp_path: Path, stage: int) -> No
     assert (checkpoint / "deepspeed").is_dir()  # the original shards are kept as they were
 
 
+def _finish(cmd: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """Run a torchrun command to its end; past `timeout`, kill it with its ranks (each in a session of its own)
+    and fail."""
+    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launcher = psutil.Process(proc.pid)
+        for process in [*launcher.children(recursive=True), launcher]:
+            process.kill()
+        proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} did not finish in {timeout} s")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.vllm
 def test_two_ranks_each_with_a_vllm_engine(tmp_path: Path) -> None:
-    """Every rank owns an in-process vLLM engine (external-launcher mode) next to its learner shard."""
+    """Every rank owns an in-process vLLM engine (external-launcher mode) next to its learner shard. Rank 0 alone
+    evaluates, against a model opponent whose engine every rank built at start-up: building one is collective
+    under torchrun, and an engine built on rank 0 alone waited for the other rank forever."""
     run_dir = tmp_path / "run"
     args = ["rollout.engine=vllm", "rollout.kv_cache_gb=0.25", "trainer.zero_stage=2", "rollout.samples_per_step=16",
-            "eval.every=0", "trainer.steps=2"]
-    proc = subprocess.run(_torchrun(run_dir, *args), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+            "trainer.steps=2", "eval.every=2", "eval.opponents=[builtin:tiny]", "eval.episodes=2",
+            "eval.exploitability=false"]
+    proc = _finish(_torchrun(run_dir, *args), timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = read_metrics(run_dir)
-    assert [r["step"] for r in rows] == [1, 2]
-    for row in rows:
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    for row in rows[1:]:
         assert row["dist/world_size"] == 2
         assert row["dist/weights_divergence"] == 0.0 and row["dist/rae_divergence"] == 0.0
         assert row["rollout/samples"] >= 16
+    for row in (rows[0], rows[2]):
+        assert row["eval/kuhn_poker/builtin:tiny/games"] == 4  # two episodes in each seat
