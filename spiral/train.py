@@ -92,6 +92,7 @@ def train(cfg: SpiralConfig) -> Path:
         # 3. PPO update (a non-finite loss or gradient skips the step and leaves the weights as they were).
         with timer("update"):
             update_stats = learner.update(train_samples, temperature=cfg.rollout.temperature)
+            learner.move_magnet()
 
         # 4. Push the new weights into the engine, in buckets, no disk (a sleeping engine wakes as it loads).
         if step % cfg.trainer.sync_every == 0:

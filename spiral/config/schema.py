@@ -203,7 +203,13 @@ class AlgoConfig:
     loss_norm: int = 0
     """The constant for `seq_sum_norm`; 0 means `rollout.max_tokens`."""
     kl_coef: float = 0.0
-    """Coefficient of a KL penalty to the frozen initial policy; 0 disables it (and the reference model)."""
+    """Coefficient of a KL penalty to the reference policy (the initial policy, or the moving magnet below);
+    0 disables it (and the reference model)."""
+    magnet_ema: float = 0.0
+    """Move the KL reference (the "magnet" of magnetic mirror descent) toward the current policy after every
+    step: ref ← (1 − m)·ref + m·policy, weight by weight. 0 keeps the frozen initial policy. A moving magnet
+    lets the last iterate settle near an equilibrium instead of the initial policy's regularised one, while
+    the KL still damps each step's change (self-play cycling, format drift). Needs kl_coef > 0."""
     entropy_coef: float = 0.0
     """Weight of an entropy bonus: the loss subtracts this times the policy's entropy at each learning
     token (over the legal moves for a choice sample, over the vocabulary for a free completion),
@@ -224,6 +230,9 @@ class AlgoConfig:
         _require(self.tis_cap == 0 or self.tis_cap >= 1, f"algo.tis_cap must be 0 (off) or at least 1, got {self.tis_cap}")
         _require(self.epochs >= 1 and self.minibatches >= 1, "algo.epochs and algo.minibatches must be >= 1")
         _require(self.kl_coef >= 0, f"algo.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
+        _require(0 <= self.magnet_ema <= 1, f"algo.magnet_ema must be in [0, 1], got {self.magnet_ema}")
+        _require(self.magnet_ema == 0 or self.kl_coef > 0,
+                 "algo.magnet_ema moves the KL reference: it needs algo.kl_coef > 0")
         _require(self.loss_norm >= 0, f"algo.loss_norm must be >= 0 (0 means rollout.max_tokens), got {self.loss_norm}")
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
 _UNIVERSAL_DIR = "deepspeed-universal"
+_MAGNET_FILE = "magnet.safetensors"  # the moving KL reference (algo.magnet_ema), written by rank 0
 _NEARLY_FULL_MIB = 64
 
 
@@ -131,7 +132,7 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: Learner, state: dic
     Contents: `model/` (HF, loadable by transformers and vLLM; LoRA merged) or, with LoRA, `adapter/`
     plus `model/` when `checkpoint.save_merged`; `deepspeed/` (weights, optimizer, scheduler; one
     shard per rank); `rng/rank-N.json`; `state.json` (step and `state`, which must be JSON-able);
-    `config.yaml`. Keeps the newest `checkpoint.keep`. Every rank must call it.
+    `config.yaml`; `magnet.safetensors` with `algo.magnet_ema`. Keeps the newest `checkpoint.keep`. Every rank must call it.
 
     Durability: every file is fsynced before the rename, and the rename before older checkpoints are
     deleted, so a crash or power loss leaves the newest complete checkpoint on disk. A full disk is
@@ -184,6 +185,11 @@ def _write_files(tmp: Path, step: int, learner: Learner, state: dict[str, Any]) 
     if not learner.is_lora or learner.cfg.checkpoint.save_merged:
         _save_hf_model(learner, tmp / "model")
     learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
+    if learner.cfg.algo.magnet_ema > 0 and dist_utils.is_main():  # every rank holds the same full magnet
+        from safetensors.torch import save_file
+
+        magnet = {n: p.detach().to("cpu").contiguous() for n, p in learner.reference.causal_lm.named_parameters()}
+        save_file(magnet, str(tmp / _MAGNET_FILE))
     (tmp / "rng").mkdir(exist_ok=True)
     (tmp / "rng" / f"rank-{dist_utils.rank()}.json").write_text(json.dumps(_rng_state()))
     if dist_utils.is_main():
@@ -271,11 +277,26 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
     _apply_optimizer_settings(learner)
+    if learner.cfg.algo.magnet_ema > 0:
+        _load_magnet(path / _MAGNET_FILE, learner)
     learner.updates = int(meta["learner"]["updates"])
     rng = _load_rng_state(path / "rng")
     if rng is not None:
         _set_rng_state(rng)
     return {**meta["state"], "step": int(meta["step"])}
+
+
+def _load_magnet(file: Path, learner: Learner) -> None:
+    """Put the moving KL reference saved with a checkpoint back (safetensors: data only, no code)."""
+    if not file.is_file():
+        raise CheckpointError(f"{file.parent} has no {_MAGNET_FILE}: it was saved without algo.magnet_ema, so the "
+                              "moving KL reference cannot be restored; resume with the config it was saved with")
+    from safetensors.torch import load_file
+
+    saved = load_file(str(file))
+    with torch.no_grad():
+        for name, param in learner.reference.causal_lm.named_parameters():
+            param.copy_(saved[name])
 
 
 def _apply_optimizer_settings(learner: Learner) -> None:

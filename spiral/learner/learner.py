@@ -494,6 +494,17 @@ class Learner:
         high, neg_low = dist_utils.all_reduce_max([checksum, -checksum])
         return high + neg_low
 
+    def move_magnet(self) -> None:
+        """`algo.magnet_ema`: move the KL reference toward the current policy, ref ← (1 − m)·ref + m·policy.
+        Every rank must call it (the weights are gathered collectively under ZeRO-3)."""
+        rate = self.cfg.algo.magnet_ema
+        if self.reference is None or rate == 0:
+            return
+        ref = dict(self.reference.causal_lm.named_parameters())
+        with torch.no_grad():
+            for name, weight in self.named_weights():
+                ref[name].lerp_(weight.to(ref[name].dtype), rate)
+
     def named_weights(self, bucket_mb: int | None = None) -> Iterator[tuple[str, Tensor]]:
         """(HF parameter name, tensor) for the full model, LoRA merged (W + scale·B@A) on the fly.
 

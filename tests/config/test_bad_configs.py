@@ -47,6 +47,7 @@ BAD_VALUES = [
     ("trainer.micro_batch_size=0", "trainer.micro_batch_size"),
     ("eval.episodes=0", "eval.episodes"),
     ("algo.kl_coef=-0.1", "algo.kl_coef"),
+    ("algo.magnet_ema=1.5", "algo.magnet_ema"),
     ("trainer.grad_clip=-1", "trainer.grad_clip"),
     ("trainer.warmup_steps=-1", "trainer.warmup_steps"),
     ("checkpoint.every=-1", "checkpoint.every"),

@@ -107,3 +107,9 @@ def test_training_rejects_nucleus_sampling(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: rollout\.top_p must be 1\.0 for training"):
         load_config(path)
     assert load_config(None, ["eval.top_p=0.95"]).eval.top_p == 0.95
+
+
+def test_a_moving_magnet_needs_the_kl_it_moves(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="magnet_ema.*kl_coef"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.0, "magnet_ema": 0.05}}))
+    assert load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "magnet_ema": 0.05}})).algo.magnet_ema == 0.05

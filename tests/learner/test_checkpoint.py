@@ -59,6 +59,27 @@ def test_save_load_restores_weights_optimizer_and_state(tmp_path, tiny_path, sta
     assert AutoTokenizer.from_pretrained(path / "model").encode("bet") != []
 
 
+def test_the_moving_kl_reference_is_saved_and_restored(tmp_path, tiny_path):
+    cfg = small_config()
+    cfg.algo.kl_coef, cfg.algo.magnet_ema = 0.1, 0.5
+    learner = Learner(cfg, tiny_path)
+    learner.update(make_samples())
+    learner.move_magnet()
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    magnet = {n: p.detach().clone() for n, p in learner.reference.causal_lm.named_parameters()}
+
+    fresh = Learner(cfg, tiny_path)  # its reference is the initial policy until the load
+    assert any(not torch.equal(magnet[n], p) for n, p in fresh.reference.causal_lm.named_parameters())
+    load_checkpoint(path, fresh)
+    assert all(torch.equal(magnet[n], p) for n, p in fresh.reference.causal_lm.named_parameters())
+
+    frozen = small_config()
+    frozen.algo.kl_coef = 0.1
+    unmoved = save_checkpoint(tmp_path / "frozen", 1, Learner(frozen, tiny_path), {})
+    with pytest.raises(CheckpointError, match="magnet_ema"):
+        load_checkpoint(unmoved, Learner(cfg, tiny_path))
+
+
 def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, tiny_path):
     learner = Learner(small_config(), tiny_path)
     first = save_checkpoint(tmp_path, 1, learner, {"note": "good"})

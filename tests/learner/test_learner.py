@@ -188,6 +188,32 @@ def test_kl_penalty_runs_against_initial_policy(tiny_path):
     assert first["kl_ref"] >= 0 and second["kl_ref"] > first["kl_ref"]
 
 
+@pytest.mark.parametrize("stage", [0, 3])
+def test_magnet_moves_the_kl_reference_toward_the_policy_by_its_rate(tiny_path, stage):
+    cfg = small_config(zero_stage=stage)
+    cfg.algo.kl_coef, cfg.algo.magnet_ema = 0.1, 0.25
+    learner = Learner(cfg, tiny_path)
+    initial = weights(learner)
+    learner.update(make_samples())
+    policy = weights(learner)
+    learner.move_magnet()
+    magnet = {n: p.detach().clone() for n, p in learner.reference.causal_lm.named_parameters()}
+    assert magnet.keys() == policy.keys()
+    for name in policy:
+        torch.testing.assert_close(magnet[name], 0.75 * initial[name] + 0.25 * policy[name])
+    assert any(not torch.equal(magnet[n], initial[n]) for n in magnet)
+
+
+def test_a_full_rate_magnet_is_the_policy_so_the_next_kl_is_zero(tiny_path):
+    cfg = small_config()
+    cfg.algo.kl_coef, cfg.algo.magnet_ema = 0.1, 1.0
+    cfg.algo.epochs = 1
+    learner = Learner(cfg, tiny_path)
+    assert learner.update(make_samples())["kl_ref"] == 0.0  # the reference starts as the policy
+    learner.move_magnet()
+    assert abs(learner.update(make_samples())["kl_ref"]) < 1e-9  # and is the policy again after the move
+
+
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_packed_moves_score_like_separate_rows(tiny_path, implementation):
     """Moves packed behind one prompt under the tree mask get the log-probs of separate, unpacked rows."""
