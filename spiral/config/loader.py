@@ -163,12 +163,14 @@ def _check_games(cfg: SpiralConfig) -> None:
 
 
 def _check_models_and_agents(cfg: SpiralConfig) -> None:
-    """`model.path`, `run.resume`, `rollout.opponent` and `eval.opponents` name things that exist (no typo
+    """`model.path`, `algo.kl_reference`, `run.resume`, `rollout.opponent` and `eval.opponents` name things that exist (no typo
     fails late)."""
     from spiral.agents.factory import check_agent_spec
     from spiral.models.builtin import check_model_path
 
     checks = [("model.path", cfg.model.path, check_model_path)]
+    if cfg.algo.kl_reference:
+        checks.append(("algo.kl_reference", cfg.algo.kl_reference, check_model_path))
     if cfg.run.resume not in ("auto", "never"):
         checks.append(("run.resume", cfg.run.resume, _check_checkpoint_dir))
     if cfg.rollout.opponent not in ("self", "pool"):

@@ -205,6 +205,10 @@ class AlgoConfig:
     kl_coef: float = 0.0
     """Coefficient of a KL penalty to the reference policy (the initial policy, or the moving magnet below);
     0 disables it (and the reference model)."""
+    kl_reference: str = ""
+    """The KL penalty's reference model: empty for the initial policy (`model.path`), or another model
+    (a folder, hub id or `builtin:*` name) with the same tokenizer. Lets a run start from one model and be
+    regularised toward another, e.g. toward a warm-start that writes the format with no move preference."""
     magnet_ema: float = 0.0
     """Move the KL reference (the "magnet" of magnetic mirror descent) toward the current policy after every
     step: ref ← (1 − m)·ref + m·policy, weight by weight. 0 keeps the frozen initial policy. A moving magnet
@@ -230,6 +234,7 @@ class AlgoConfig:
         _require(self.tis_cap == 0 or self.tis_cap >= 1, f"algo.tis_cap must be 0 (off) or at least 1, got {self.tis_cap}")
         _require(self.epochs >= 1 and self.minibatches >= 1, "algo.epochs and algo.minibatches must be >= 1")
         _require(self.kl_coef >= 0, f"algo.kl_coef must be >= 0 (0 disables the KL penalty), got {self.kl_coef}")
+        _require(not self.kl_reference or self.kl_coef > 0, "algo.kl_reference is the KL's reference: it needs algo.kl_coef > 0")
         _require(0 <= self.magnet_ema <= 1, f"algo.magnet_ema must be in [0, 1], got {self.magnet_ema}")
         _require(self.magnet_ema == 0 or self.kl_coef > 0,
                  "algo.magnet_ema moves the KL reference: it needs algo.kl_coef > 0")

@@ -233,10 +233,15 @@ class Learner:
         return int(pad) if pad is not None else 0
 
     def _load_reference(self) -> PolicyScorer:
-        """A frozen copy of the initial policy for the KL penalty (only built when kl_coef > 0)."""
+        """The KL penalty's reference (only built when kl_coef > 0): a frozen copy of the initial policy, or
+        of `algo.kl_reference`."""
         from transformers import AutoModelForCausalLM
 
-        ref = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype,
+        from spiral.models import resolve_model_path
+
+        reference = self.cfg.algo.kl_reference
+        path = resolve_model_path(reference, seed=self.cfg.run.seed) if reference else self.model_path
+        ref = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype,
                                                    trust_remote_code=self.cfg.model.trust_remote_code)
         ref.requires_grad_(False).eval().to(self.device)
         return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk,

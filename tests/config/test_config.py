@@ -113,3 +113,10 @@ def test_a_moving_magnet_needs_the_kl_it_moves(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="magnet_ema.*kl_coef"):
         load_config(_write(tmp_path, {"algo": {"kl_coef": 0.0, "magnet_ema": 0.05}}))
     assert load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "magnet_ema": 0.05}})).algo.magnet_ema == 0.05
+
+
+def test_a_kl_reference_must_exist_and_needs_the_kl(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="algo.kl_reference.*no/such/model"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_reference": str(tmp_path / "no/such/model")}}))
+    with pytest.raises(ConfigError, match="kl_reference.*kl_coef"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.0, "kl_reference": "builtin:tiny"}}))

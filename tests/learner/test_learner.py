@@ -188,6 +188,23 @@ def test_kl_penalty_runs_against_initial_policy(tiny_path):
     assert first["kl_ref"] >= 0 and second["kl_ref"] > first["kl_ref"]
 
 
+def test_the_kl_reference_can_be_another_model(tiny_path, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    other = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.5)
+    other.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_path).save_pretrained(tmp_path)
+    cfg = small_config()
+    cfg.algo.kl_coef, cfg.algo.kl_reference, cfg.algo.epochs = 0.1, str(tmp_path), 1
+    learner = Learner(cfg, tiny_path)
+    reference = dict(learner.reference.causal_lm.named_parameters())
+    assert all(torch.equal(reference[n], p) for n, p in other.named_parameters())
+    assert learner.update(make_samples())["kl_ref"] > 0  # the policy starts away from this reference
+
+
 @pytest.mark.parametrize("stage", [0, 3])
 def test_magnet_moves_the_kl_reference_toward_the_policy_by_its_rate(tiny_path, stage):
     cfg = small_config(zero_stage=stage)
