@@ -16,7 +16,9 @@ Each (vocab, method) runs in a fresh subprocess so that one method's freed memor
 extra memory is measured as:
 - CUDA: torch.cuda.max_memory_allocated() minus memory allocated before the call;
 - CPU: the kernel's peak-RSS high-water mark (VmHWM, reset by writing 5 to /proc/self/clear_refs)
-  minus the RSS before the call. This sees every page torch touches.
+  minus the RSS before the call. This sees every page torch touches. The workers run with a fixed glibc mmap
+  threshold (MALLOC_MMAP_THRESHOLD_=131072) so that every freed buffer goes back to the kernel and the mark counts
+  live tensors, not heap pages glibc keeps after a free (which made the figures depend on what ran before).
 Time is wall-clock (after torch.cuda.synchronize on CUDA), the median of --repeats after a small warm-up.
 The tables give each method's memory and time relative to ours (above 1: ours leads). The last line is
 `RESULT memory_ratio=<naive/ours> time_ratio=<ours/naive> <peer>_lead=<peer/ours memory>,<peer/ours time> ...`
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -234,6 +237,7 @@ def main() -> int:
     print(f"device={args.device} tokens={args.tokens} hidden={args.hidden} dtype={args.dtype} "
           f"temperature={args.temperature} repeats={args.repeats} torch={torch.__version__} methods={','.join(methods)}")
     results: dict[int, dict[str, dict]] = {}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # see the module docstring
     with tempfile.TemporaryDirectory() as tmp:
         for vocab in args.vocab:
             outputs = {}
@@ -245,7 +249,7 @@ def main() -> int:
                        "--device", args.device]
                 if not args.backward:
                     cmd.append("--no-backward")
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     print(proc.stdout + proc.stderr, file=sys.stderr)
                     return 1

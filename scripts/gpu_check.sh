@@ -7,7 +7,8 @@
 #   cuda-tests      python -m pytest -m cuda (kernels, cascade attention, the HF engine; with vLLM also its real
 #                   sleep mode: sleep -> load weights -> generate with exact log-probs, beside a secondary engine)
 #   bench-logprobs  scripts/bench_logprobs.py at 8,192 tokens, hidden 2560 (ours, naive, and TRL's and Liger's own
-#                   code where importable)
+#                   code where importable; PEERS=DIR puts a directory on PYTHONPATH for this step only, e.g. one filled
+#                   elsewhere by pip install --target DIR --no-deps trl==1.16.0 liger-kernel==0.8.5 and carried over)
 #   bench-rollout   scripts/bench_rollout.py --engine hf
 #   train-hf        3 steps of configs/kuhn.yaml scaled to one GPU (builtin:qwen3-0.6b-shape, random weights), HF engine
 #   and where vLLM is importable:
@@ -69,7 +70,8 @@ if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
 else
     "$PY" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(), 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
     run_step cuda-tests 900 "$PY" -m pytest -m cuda -q -p no:cacheprovider
-    run_step bench-logprobs 600 "$PY" scripts/bench_logprobs.py --tokens 8192 --hidden 2560 --vocab 151936
+    run_step bench-logprobs 600 env PYTHONPATH="${PEERS:+$PEERS:}${PYTHONPATH:-}" \
+        "$PY" scripts/bench_logprobs.py --tokens 8192 --hidden 2560 --vocab 151936
     run_step bench-rollout 600 "$PY" scripts/bench_rollout.py --engine hf
     rm -rf "$OUT/train-hf" "$OUT/train-vllm"  # run.resume=never refuses a directory with checkpoints
     run_step train-hf 900 "$PY" -m spiral.cli train "${TRAIN[@]}" rollout.engine=hf run.dir="$OUT/train-hf"

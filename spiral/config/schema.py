@@ -270,7 +270,10 @@ class TrainerConfig:
     logprob_backend: str = "auto"
     """Log-prob scoring: `auto` (Triton on CUDA, chunked torch elsewhere), `triton` or `torch`."""
     logprob_chunk: int = 1024
-    """Tokens per chunk on the torch scoring path (peak extra memory ~ chunk × vocab × 4 bytes)."""
+    """Tokens scored per chunk (torch and Triton paths). Peak extra memory ~ chunk × vocab × 2 bytes + 16 MiB in
+    bf16, × 4 bytes in fp32. 1024 by measurement on CPU (docs/performance.md): at a 151,936-token vocabulary, time
+    falls and memory doubles with each doubling of the chunk; 1024 needs half of 2048's memory, 256 took 1.5× its
+    time. Raise it where memory allows; the GPU default is the same 1024."""
     share_prompt_prefix: bool = True
     """Compute the leading prompt tokens that every sample of a micro-batch shares (a game's rules) once,
     not once per sample. Needs sdpa or eager attention; training forwards skip it under gradient

@@ -7,7 +7,9 @@ chunks: per chunk it computes the logits with one GEMM, reduces each row to (log
 entropy) and throws the logits away. Only hidden, weight, bias, targets and two floats per token
 (logsumexp, entropy) are saved; the backward recomputes each chunk's logits, turns them into the
 softmax gradient and feeds that through two GEMMs. Extra memory is therefore the chunk's logits (model dtype)
-plus one fp32 chunk × vocab buffer, forward and backward (a second one only for the entropy).
+plus, on the torch path, one fp32 block of at most 4M elements (16 MiB; a second one for the entropy): the
+log-softmax and its gradient are computed in fp32 from a few rows of the chunk at a time, never from an fp32 copy
+of the whole chunk.
 
 The row reductions are pluggable (``RowOps``): this module holds the torch version (CPU and the
 reference); ``triton_logprobs`` provides fused Triton kernels for the same two steps.
@@ -39,6 +41,18 @@ class RowOps:
     backward: BackwardRows
 
 
+# Rows of a chunk turned into fp32 at a time: about 16 MiB of fp32 per block whatever the vocabulary, so the
+# chunk's logits stay in the model's dtype and the fp32 work never holds more than a block (the GEMM still
+# runs over the whole chunk, where its efficiency is).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(logits: Tensor) -> list[slice]:
+    """The row ranges of `logits` handled in fp32 one at a time."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, logits.shape[1]))
+    return [slice(start, start + step) for start in range(0, logits.shape[0], step)]
+
+
 def _scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
     """(logits + bias) / temperature in fp32, reusing `logits`' storage when it already is fp32."""
     z = logits.float()
@@ -52,17 +66,22 @@ def _scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float)
 def torch_forward_rows(
     logits: Tensor, bias: Tensor | None, targets: Tensor, temperature: float, want_entropy: bool
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    # One fp32 buffer beside the chunk's logits: the scaled logits, turned into their log-softmax in place
-    # (log_softmax is markedly faster on CPU than logsumexp, and writing into its input is exact: each row is
-    # reduced before it is written). lse = z - log p at any column; column 0 is read before it is overwritten.
-    z = _scaled_fp32_logits(logits, bias, temperature)
-    z0 = z[:, 0].clone()
-    log_p = torch.log_softmax(z, dim=-1, out=z)
-    logprob = log_p.gather(1, targets[:, None]).squeeze(1)
-    lse = z0 - log_p[:, 0]
-    if not want_entropy:
-        return logprob, lse, None
-    entropy = -torch.exp(log_p).mul_(log_p).sum(dim=-1)  # the one place a second buffer is needed
+    # Block by block: one fp32 block of scaled logits, turned into its log-softmax in place (log_softmax is
+    # markedly faster on CPU than logsumexp, and writing into its input is exact: each row is reduced before it is
+    # written). lse = z - log p at any column; column 0 is read before it is overwritten.
+    n_rows = logits.shape[0]
+    logprob = logits.new_empty(n_rows, dtype=torch.float32)
+    lse = logits.new_empty(n_rows, dtype=torch.float32)
+    entropy = logits.new_empty(n_rows, dtype=torch.float32) if want_entropy else None
+    for rows in _row_blocks(logits):
+        z = _scaled_fp32_logits(logits[rows], bias, temperature)
+        z0 = z[:, 0].clone()
+        log_p = torch.log_softmax(z, dim=-1, out=z)
+        logprob[rows] = log_p.gather(1, targets[rows, None]).squeeze(1)
+        lse[rows] = z0 - log_p[:, 0]
+        if entropy is not None:
+            entropy[rows] = -torch.exp(log_p).mul_(log_p).sum(dim=-1)  # the one place a second block is needed
+        del z, log_p  # free this block before the next one is allocated
     return logprob, lse, entropy
 
 
@@ -79,18 +98,24 @@ def torch_backward_rows(
     # With z = logits / T and p = softmax(z):
     #   d logp_target / dz = onehot - p
     #   d H / dz           = -p * (log p + H)
-    # The gradient is built in one fp32 buffer (two with the entropy term) and written back over `logits`.
-    log_p = _scaled_fp32_logits(logits, bias, temperature).sub_(lse[:, None])
-    if grad_entropy is not None and entropy is not None:
-        p = log_p.exp()
-        grad = log_p.add_(entropy[:, None]).mul_(-grad_entropy[:, None]).sub_(grad_logprob[:, None]).mul_(p)
-        del p
-    else:
-        grad = log_p.exp_().mul_(-grad_logprob[:, None])
-    grad.scatter_add_(1, targets[:, None], grad_logprob[:, None])
-    if temperature != 1.0:
-        grad.div_(temperature)
-    return grad if grad.data_ptr() == logits.data_ptr() else logits.copy_(grad)
+    # Block by block, the gradient is built in one fp32 block (two with the entropy term) and written back over
+    # that block of `logits`.
+    for rows in _row_blocks(logits):
+        g_lp = grad_logprob[rows, None]
+        log_p = _scaled_fp32_logits(logits[rows], bias, temperature).sub_(lse[rows, None])
+        if grad_entropy is not None and entropy is not None:
+            p = log_p.exp()
+            grad = log_p.add_(entropy[rows, None]).mul_(-grad_entropy[rows, None]).sub_(g_lp).mul_(p)
+            del p
+        else:
+            grad = log_p.exp_().mul_(-g_lp)
+        grad.scatter_add_(1, targets[rows, None], g_lp)
+        if temperature != 1.0:
+            grad.div_(temperature)
+        if grad.data_ptr() != logits[rows].data_ptr():
+            logits[rows] = grad
+        del log_p, grad  # free this block before the next one is allocated
+    return logits
 
 
 TORCH_ROW_OPS = RowOps(forward=torch_forward_rows, backward=torch_backward_rows)
