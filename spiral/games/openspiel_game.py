@@ -18,6 +18,11 @@ from spiral.games.parsing import normalize_move
 from spiral.games.registry import GameNotFound
 
 SCHEME = "openspiel"
+MAX_INFORMATION_SETS = 2_000
+"""Games with more information sets than this get no exploitability or CFR policy (a model read-out asks one
+prompt per information set)."""
+MAX_STATES = 100_000
+"""The game tree is walked to find the information sets; a larger tree is refused before it is built."""
 
 
 def refusal(game: Any) -> str | None:
@@ -144,6 +149,34 @@ class OpenSpielGame(Game):
         if self.openspiel_game.get_type().provides_information_state_string:
             return self.state.information_state_string(player)
         return self.state.observation_string(player)
+
+
+def information_set_histories(game: Any) -> dict[str, list[int]]:
+    """Information-state key → the history of one state where that seat moves (for exploitability and CFR);
+    ValueError past `MAX_STATES` or `MAX_INFORMATION_SETS`."""
+    import pyspiel
+
+    if not game.get_type().provides_information_state_string:
+        raise ValueError("OpenSpiel provides no information-state strings for it")
+    keys: dict[str, list[int]] = {}
+    stack = [game.new_initial_state()]
+    visited = 0
+    while stack:
+        state = stack.pop()
+        visited += 1
+        if visited > MAX_STATES:
+            raise ValueError(f"its game tree has more than {MAX_STATES} states")
+        if state.is_terminal():
+            continue
+        if state.current_player() == pyspiel.PlayerId.CHANCE:
+            children = [a for a, _ in state.chance_outcomes()]
+        else:
+            keys.setdefault(state.information_state_string(), state.history())
+            if len(keys) > MAX_INFORMATION_SETS:
+                raise ValueError(f"it has more than {MAX_INFORMATION_SETS} information sets")
+            children = state.legal_actions()
+        stack += [state.child(a) for a in children]
+    return keys
 
 
 @functools.cache
