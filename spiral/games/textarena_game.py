@@ -135,7 +135,6 @@ class TextArenaGame(Game):
         if self._env.state.error_count > errors or any(info.get("invalid_move") for info in self._env.state.game_info.values()):
             reason = self._env.state.observations[self.current_player()][-1:] or self._env.state.game_info
             self._env, self._random, self._seen = saved
-            self._formatter.env = self._env
             raise IllegalMoveError(f"{self.env_id} refused {action[:200]!r}: {reason}")
         self._collect()
 

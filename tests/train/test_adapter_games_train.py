@@ -18,7 +18,8 @@ def test_textarena_tictactoe_trains_and_evaluates(tmp_path: Path) -> None:
     pytest.importorskip("textarena")
     game = "textarena:TicTacToe-v0"
     run_dir = tmp_path / "run"
-    run_train(run_dir, "trainer.steps=2", f"games=[{{name: '{game}'}}]", f"eval.games=[{game}]", "eval.episodes=2")
+    run_train(run_dir, "trainer.steps=2", f"games=[{{name: '{game}'}}]", f"eval.games=[{game}]", "eval.episodes=2",
+              timeout=1200)
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows][-1] == 2
     assert rows[-1][f"eval/{game}/random/games"] == 4  # two games a seat against random
@@ -29,7 +30,7 @@ def test_leduc_config_runs_and_reports_exact_exploitability(tmp_path: Path) -> N
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "leduc_tiny.yaml"), f"run.dir={run_dir}",
            "trainer.steps=1", "rollout.concurrent_games=8", "rollout.samples_per_step=16", "eval.every=1",
-           "eval.episodes=2", "checkpoint.every=1", "logging.console=false"]
+           "eval.episodes=2", "eval.opponents=[cfr]", "checkpoint.every=1", "logging.console=false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=clean_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     last = read_metrics(run_dir)[-1]
