@@ -30,11 +30,11 @@ def test_leduc_config_runs_and_reports_exact_exploitability(tmp_path: Path) -> N
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "spiral.cli", "train", str(REPO / "configs" / "leduc_tiny.yaml"), f"run.dir={run_dir}",
            "trainer.steps=1", "rollout.concurrent_games=8", "rollout.samples_per_step=16", "eval.every=1",
-           "eval.episodes=2", "eval.opponents=[cfr]", "checkpoint.every=1", "logging.console=false"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=clean_env())
+           "eval.episodes=2", "eval.opponents=[random]", "checkpoint.every=1", "logging.console=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=clean_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     last = read_metrics(run_dir)[-1]
     uniform = 4.747222222222222 / 2
     # The untrained tiny model is close to uniform, and no policy is below an equilibrium's 0.
     assert 0.0 <= last["eval/openspiel:leduc_poker/exploitability"] <= 2 * uniform
-    assert last["eval/openspiel:leduc_poker/cfr/games"] == 4
+    assert last["eval/openspiel:leduc_poker/random/games"] == 4
