@@ -12,7 +12,7 @@ CHECK_GAMES = 8
 def check_games_conform(cfg: SpiralConfig) -> None:
     """Refuse a training or evaluation game that fails `check_game` (with its reason). The check is
     bounded: at most `TURN_CAP` moves a game, and a digest, not a copy, of each state."""
-    from spiral.games import GameCheckError, check_game, resolve_game
+    from spiral.games import GameCheckError, check_game, make_game, resolve_game
 
     specs = [(f"games[{i}]", g.name, dict(g.params)) for i, g in enumerate(cfg.games)]
     specs += [(f"eval.games[{i}]", name, {}) for i, name in enumerate(cfg.eval.games)]
@@ -23,6 +23,9 @@ def check_games_conform(cfg: SpiralConfig) -> None:
             raise ConfigError(f"{key}: game {name!r} fails spiral's conformance check (check_game): {err}") from None
         if resolve_game(name).num_players != 2:
             raise ConfigError(f"{key}: game {name!r} is not a two-player game; spiral trains by two-seat self-play")
+        if cfg.rollout.action_constraint == "choice" and make_game(name, params).free_form:
+            raise ConfigError(f"{key}: game {name!r} is free-form (its moves cannot be listed); rollout.action_constraint "
+                              "choice needs a list of legal moves: set rollout.action_constraint: none")
 
 
 def check_prompts_fit(cfg: SpiralConfig, model_path: str) -> None:

@@ -10,12 +10,14 @@ import os
 from collections.abc import Callable
 
 from spiral.agents.base import Agent
+from spiral.agents.cfr import CFRAgent
 from spiral.agents.scripted import KuhnNashAgent, MinimaxAgent, RandomAgent
 
 SCRIPTED: dict[str, Callable[..., Agent]] = {
     "random": RandomAgent,
     "nash": KuhnNashAgent,
     "minimax": MinimaxAgent,
+    "cfr": CFRAgent,
 }
 
 

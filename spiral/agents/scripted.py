@@ -31,6 +31,9 @@ class RandomAgent(Agent):
         self.name = "random" if bias == 0 else f"random:bias={bias:g};seed={self.seed}"
 
     def action_probabilities(self, game: Game) -> dict[str, float]:
+        if game.free_form:
+            raise UnsupportedGameError(f"{game.name} is free-form (its moves cannot be listed); the random agent "
+                                       "picks from a list of legal moves")
         legal = game.legal_actions()
         if self.bias == 0:
             return {a: 1.0 / len(legal) for a in legal}

@@ -1,4 +1,5 @@
-"""Game evaluation: a policy against opponents on each game and seat, plus exact Kuhn Poker exploitability.
+"""Game evaluation: a policy against opponents on each game and seat, plus exact exploitability (Kuhn Poker and
+small `openspiel:<game>` games).
 
 Models play through the batched collector (all games of a seat share each generate call); scripted agents
 play through the arena. Results are plain JSON-ready dicts; `flatten_for_logging` turns them into metrics.
@@ -15,7 +16,13 @@ from spiral.agents import Agent, UnsupportedGameError, is_model_spec, make_agent
 from spiral.agents.arena import ArenaResult, play_match, summarize
 from spiral.agents.model import ModelAgent
 from spiral.config.schema import EvalConfig, GameSpec, RolloutConfig
-from spiral.eval.exploitability import model_exploitability, policy_exploitability
+from spiral.eval.exploitability import (
+    PolicyTarget,
+    exploitability_target,
+    kuhn_target,
+    model_exploitability,
+    policy_exploitability,
+)
 from spiral.games import make_game
 from spiral.rollout.collector import POLICY, Collector, derive_seed
 from spiral.rollout.engine import Engine
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 KUHN = "kuhn_poker"
 SEATS = (0, 1)
+LOGGED_POLICY_SETS = 24
+"""`flatten_for_logging` logs the read-out policy itself only for games with at most this many information sets."""
 # Per-seat metrics that are averages over games, so seats combine by a games-weighted mean.
 _MEAN_METRICS = ("return_mean", "win_rate", "loss_rate", "draw_rate", "invalid_rate", "opponent_invalid_rate",
                  "length_mean", "response_len_mean", "truncated_rate")
@@ -101,6 +110,18 @@ def _split_by_policy_seat(records: list[GameRecord]) -> tuple[dict[int, list[Gam
     return by_seat, unplayed
 
 
+def _exploitability_target(spec: GameSpec) -> PolicyTarget | None:
+    """Where exploitability applies: standard Kuhn Poker for `kuhn_poker`, and small `openspiel:` games."""
+    if spec.name == KUHN:
+        return kuhn_target()
+    if spec.name.startswith("openspiel:"):
+        try:
+            return exploitability_target(spec.name, spec.params)
+        except ValueError as err:
+            log.info("no exploitability for %s: %s", spec.name, err)
+    return None
+
+
 # -- a model policy ---------------------------------------------------------------------------------
 
 
@@ -127,7 +148,8 @@ def evaluate_games(
     `builtin:NAME`). A model opponent plays through its engine in `opponent_engines` (the caller's, left open)
     or else through a fresh secondary `engine_kind` engine built with `engine_kwargs` and closed after use.
     Scripted opponents that cannot play a game are skipped with the reason. With `exploitability`,
-    kuhn_poker also gets the exact exploitability of the model's policy (see `model_exploitability`).
+    kuhn_poker and small openspiel:<game> games also get the exact exploitability of the model's policy
+    (see `model_exploitability`).
     `action_constraint` is the rollout setting of the same name: `choice` plays the model's renormalised
     distribution over legal moves, as training does.
     """
@@ -185,10 +207,12 @@ def evaluate_games(
         finally:
             if opp_engine is not None:
                 opp_engine.close()
-    if exploitability and KUHN in report:
-        result = model_exploitability(engine, template, sampling, samples=exploitability_samples)
-        report[KUHN]["exploitability"] = result.exploitability
-        report[KUHN]["exploitability_detail"] = result.to_dict()
+    for spec in specs:
+        target = _exploitability_target(spec) if exploitability else None
+        if target is not None:
+            result = model_exploitability(engine, template, sampling, samples=exploitability_samples, target=target)
+            report[spec.name]["exploitability"] = result.exploitability
+            report[spec.name]["exploitability_detail"] = result.to_dict()
     return {"games": report}
 
 
@@ -212,7 +236,7 @@ def game_report(
     """Evaluate `agent_spec` (a model path, `builtin:NAME`, or a scripted agent spec) on games × opponents × seats.
 
     Models get an engine of `engine_kind` and play batched with `sampling` (default: the eval settings);
-    scripted agents play arena matches in pure Python and report their exact Kuhn exploitability.
+    scripted agents play arena matches in pure Python and report their exact exploitability (see `_exploitability_target`).
     Result: `{"agent": spec, "games": {game: {opponent: {"seat0": {...}, "seat1": {...}}, "exploitability": x}}}`.
     """
     sampling = sampling or default_sampling()
@@ -259,10 +283,11 @@ def _scripted_report(agent: Agent, games: Sequence[str | GameSpec], opponents: S
                 )
                 for seat in SEATS
             }
-        if exploitability and spec.name == KUHN:
-            result = policy_exploitability(agent.action_probabilities)
-            report[KUHN]["exploitability"] = result.exploitability
-            report[KUHN]["exploitability_detail"] = result.to_dict()
+        target = _exploitability_target(spec) if exploitability else None
+        if target is not None:
+            result = policy_exploitability(agent.action_probabilities, target)
+            report[spec.name]["exploitability"] = result.exploitability
+            report[spec.name]["exploitability_detail"] = result.to_dict()
     return {"games": report}
 
 
@@ -271,8 +296,8 @@ def _scripted_report(agent: Agent, games: Sequence[str | GameSpec], opponents: S
 
 def flatten_for_logging(report: dict[str, Any]) -> dict[str, float]:
     """`eval/<game>/<opponent>/<metric>` (seats combined, games-weighted), `.../seat<i>/<metric>`, and
-    `eval/kuhn_poker/{exploitability,nash_conv,exploitability_invalid}` and the read-out policy
-    `eval/kuhn_poker/policy/<information set>/<move>` from an `evaluate_games` report."""
+    `eval/<game>/{exploitability,nash_conv,exploitability_invalid}` and, for games with few information sets
+    (Kuhn), the read-out policy `eval/kuhn_poker/policy/<information set>/<move>` from an `evaluate_games` report."""
     flat: dict[str, float] = {}
     for game, entries in report["games"].items():
         for label, entry in entries.items():
@@ -282,7 +307,8 @@ def flatten_for_logging(report: dict[str, Any]) -> dict[str, float]:
                 flat[f"eval/{game}/nash_conv"] = float(entry["nash_conv"])
                 flat[f"eval/{game}/exploitability_invalid"] = float(entry["invalid_mean"])
                 # The tabular policy itself (Kuhn has 12 information sets): eval/kuhn_poker/policy/1pb/call.
-                for infoset, probs in entry["policy"].items():
+                logged = entry["policy"] if len(entry["policy"]) <= LOGGED_POLICY_SETS else {}
+                for infoset, probs in logged.items():
                     for move, prob in probs.items():
                         flat[f"eval/{game}/policy/{infoset}/{move}"] = float(prob)
             elif "skipped" not in entry:

@@ -144,7 +144,8 @@ def check_game(
     finite and zero-sum; a seed plus a move sequence
     replays identically on a fresh instance (observations, legal moves, returns); junk moves are
     refused with `IllegalMoveError` without changing the state and `parse_action` never crashes;
-    the boxed form of every legal move parses back to itself.
+    the boxed form of every legal move parses back to itself. A free-form game (`game.free_form`, no move
+    list) gets what can be checked without one: see `_check_free_form`.
     """
     make = lambda: game_cls_or_factory(**(params or {}))  # noqa: E731
     game = make()
@@ -154,6 +155,8 @@ def check_game(
         raise GameCheckError(f"{type(game).__name__} must set a non-empty `name` and `description`")
     if not isinstance(game.max_turns, int) or game.max_turns < 1:
         raise GameCheckError(f"max_turns must be a positive int, got {game.max_turns!r}")
+    if game.free_form:
+        return _check_free_form(make, game, games=min(games, 20), seed=seed, turn_cap=turn_cap)
     for i in range(games):
         game_seed = seed + i
         rng = random.Random(f"check:{seed}:{i}")
@@ -174,3 +177,78 @@ def check_game(
             raise GameCheckError(
                 f"not deterministic: replaying seed {game_seed} with the same moves differs after {step} moves ({where})"
             )
+
+
+def _check_free_form(make: Callable[[], Game], game: Game, *, games: int, seed: int, turn_cap: int) -> None:
+    """`check_game` for a free-form game (no move list to play from): it plays the junk strings as moves.
+
+    Each must be refused with `IllegalMoveError` without changing the state, or accepted as a move (a chat line
+    in a negotiation); the accepted ones must replay identically from the seed, and `parse_action` never crash.
+    """
+    limit = min(game.max_turns, turn_cap)
+    for i in range(games):
+        game_seed = seed + i
+        game.reset(game_seed)
+        if game.legal_actions():
+            raise GameCheckError(f"a free-form game must list no moves, got {game.legal_actions()[:5]!r} (seed {game_seed})")
+        moves: list[str] = []
+        traces = [_trace(game)]
+        rng = random.Random(f"check:{seed}:{i}")
+        while not game.is_terminal():
+            where = f"seed {game_seed}, after moves {_shorten(moves)}"
+            if len(moves) >= limit:
+                raise GameCheckError(f"did not terminate within max_turns={limit} ({where})")
+            _check_state_free_form(game, where)
+            played = _play_junk(game, rng, where)
+            if played is None:
+                break  # the game refuses every junk string here: nothing more this checker can play
+            moves.append(played)
+            traces.append(_trace(game))
+        where = f"seed {game_seed}, moves {_shorten(moves)}"
+        if game.is_terminal():
+            problem = returns_problem(tuple(game.returns()), game.num_players)
+            if problem:
+                raise GameCheckError(f"{problem} ({where})")
+        replay = make()
+        replay.reset(game_seed)
+        replay_traces = [_trace(replay)]
+        for move in moves:
+            try:
+                replay.apply_action(move)
+            except IllegalMoveError as err:
+                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})") from err
+            replay_traces.append(_trace(replay))
+        if replay_traces != traces:
+            raise GameCheckError(f"not deterministic: replaying seed {game_seed} with the same moves differs ({where})")
+
+
+def _play_junk(game: Game, rng: random.Random, where: str) -> str | None:
+    """Apply the first junk string (in random order) the game accepts; refusals must leave the state unchanged."""
+    before = _trace(game)
+    for junk in rng.sample(_GARBAGE, len(_GARBAGE)):
+        try:
+            game.apply_action(junk)
+        except IllegalMoveError:
+            if _trace(game) != before:
+                raise GameCheckError(f"a refused move {junk[:40]!r} changed the state ({where})") from None
+            continue
+        except Exception as err:  # noqa: BLE001 - any crash is the finding
+            raise GameCheckError(f"apply_action crashed on {junk[:40]!r}: {err!r} ({where})") from err
+        return junk
+    return None
+
+
+def _check_state_free_form(game: Game, where: str) -> None:
+    player = game.current_player()
+    if not isinstance(player, int) or not 0 <= player < game.num_players:
+        raise GameCheckError(f"current_player() returned {player!r}, not a seat in 0..{game.num_players - 1} ({where})")
+    for obs_player in range(game.num_players):
+        if not isinstance(game.observation(obs_player), str):
+            raise GameCheckError(f"observation({obs_player}) is not a string ({where})")
+    for junk in _GARBAGE:
+        try:
+            parsed = game.parse_action(junk)
+        except Exception as err:  # noqa: BLE001 - any crash is the finding
+            raise GameCheckError(f"parse_action crashed on {junk[:40]!r}: {err!r} ({where})") from err
+        if parsed is not None and not isinstance(parsed, str):
+            raise GameCheckError(f"parse_action({junk[:40]!r}) returned {parsed!r}, not a string or None ({where})")

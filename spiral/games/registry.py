@@ -22,6 +22,9 @@ _BUILTIN_MODULES = (
     "spiral.games.liars_dice",
 )
 
+# Game names `<scheme>:<id>` that wrap another ecosystem's games (module with `game_class(id)`), imported on first use.
+ADAPTER_SCHEMES = {"openspiel": "spiral.games.openspiel_game", "textarena": "spiral.games.textarena_game"}
+
 _REGISTRY: dict[str, type[Game]] = {}
 _SOURCES: dict[str, str] = {}
 _builtins_loaded = False
@@ -86,7 +89,11 @@ def _import_path(path: str) -> type[Game]:
 
 
 def resolve_game(name: str) -> type[Game]:
-    """The Game class for a registered name, an entry-point name, or `package.module:Class`."""
+    """The Game class for a registered name, an entry-point name, `openspiel:<game>`, `textarena:<env id>`,
+    or `package.module:Class`."""
+    scheme, _, rest = name.partition(":")
+    if rest and scheme in ADAPTER_SCHEMES:
+        return importlib.import_module(ADAPTER_SCHEMES[scheme]).game_class(rest)
     if ":" in name:
         return _import_path(name)
     _load_builtins()

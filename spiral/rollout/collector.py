@@ -226,6 +226,9 @@ class Collector:
         game = make_game(spec.name, spec.params)
         if game.num_players != 2:
             raise ValueError(f"game {spec.name!r} has {game.num_players} players; the collector plays two-player games")
+        if game.free_form and self.cfg.action_constraint == "choice":
+            raise ValueError(f"game {spec.name!r} is free-form (its moves cannot be listed), so rollout.action_constraint "
+                             "choice cannot apply; use action_constraint: none")
         game_seed = rng.getrandbits(31)
         if self.opponent is None:
             policy, sample = frozenset((0, 1)), frozenset(self.learning_seats)

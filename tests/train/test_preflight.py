@@ -47,3 +47,12 @@ def test_a_context_shorter_than_the_opening_prompt_is_refused(tmp_path, capsys) 
     err = capsys.readouterr().err
     assert code == 2 and "model.max_model_len (16) is too small" in err and "raise it to at least" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_free_form_game_with_action_constraint_choice_is_refused(tmp_path, capsys) -> None:
+    pytest.importorskip("textarena")
+    game = "textarena:SimpleNegotiation-v0"  # kuhn_tiny.yaml sets rollout.action_constraint: choice
+    code = main(["train", str(TINY), f"run.dir={tmp_path / 'run'}", f"games=[{{name: '{game}'}}]", "eval.games=[]"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"games[0]: game '{game}' is free-form" in err and "action_constraint: none" in err, err
+    assert not (tmp_path / "run").exists()
