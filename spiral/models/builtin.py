@@ -70,6 +70,8 @@ class WarmStart:
 WARM_STARTS: dict[str, WarmStart] = {
     # The tiny model taught to answer Kuhn Poker prompts with `\boxed{move}`, and no strategy (docs/results.md).
     "tiny-kuhn-format": WarmStart(base="tiny", recipe="tiny-kuhn-format.yaml"),
+    # The same for the small model: the one whose free-form self-play reaches exploitability <= 0.10.
+    "small-kuhn-format": WarmStart(base="small", recipe="small-kuhn-format.yaml"),
 }
 
 

@@ -1,4 +1,4 @@
-"""builtin:tiny-kuhn-format: the tiny model warm-started by `spiral sft` answers in the boxed format, with no strategy."""
+"""builtin:tiny-kuhn-format and builtin:small-kuhn-format: the built-in models warm-started by `spiral sft` answers in the boxed format, with no strategy."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ pytestmark = pytest.mark.slow
 UNIFORM_EXPLOITABILITY = 11 / 24
 
 
-def test_the_warm_start_writes_legal_moves_and_plays_close_to_uniform() -> None:
-    path = resolve_model_path("builtin:tiny-kuhn-format")  # built by `spiral sft` with the recipe on first use
-    assert resolve_model_path("builtin:tiny-kuhn-format") == path  # then cached
-    assert recipe_path("tiny-kuhn-format").is_file()
+@pytest.mark.parametrize("name", ["tiny-kuhn-format", "small-kuhn-format"])
+def test_the_warm_start_writes_legal_moves_and_plays_close_to_uniform(name: str) -> None:
+    path = resolve_model_path(f"builtin:{name}")  # built by `spiral sft` with the recipe on first use
+    assert resolve_model_path(f"builtin:{name}") == path  # then cached
+    assert recipe_path(name).is_file()
     engine = create_engine("hf", path, dtype="float32", max_model_len=1024, seed=0)
     sampled = model_exploitability(engine, "direct", SamplingSettings(1.0, 1.0, 12, seed=0), samples=64)
     assert sampled.invalid_mean <= 0.02 and sampled.fallbacks == 0
