@@ -1,4 +1,4 @@
-"""Where step metrics go: `metrics.jsonl` in the run directory, a console line, and optionally W&B.
+"""Where step metrics go: `metrics.jsonl` in the run directory, the console's progress display, and optionally W&B.
 
 Only rank 0 writes; W&B failures (no network, no key) fall back to offline mode and never stop a run.
 Non-finite values (a skipped step's loss) are written as JSON null and shown as nan/inf on the console.
@@ -15,18 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
+from spiral.console import StepProgress
 from spiral.durable import write_atomic
-
-_CONSOLE_KEYS = (
-    ("rollout/return_mean", "ret"),
-    ("rollout/invalid_rate", "inv"),
-    ("loss/policy", "loss"),
-    ("sft/loss", "loss"),
-    ("sft/eval_loss", "eval_loss"),
-    ("eval/kuhn_poker/exploitability", "expl"),
-    ("time/step", "s/step"),
-)
-
 
 class MetricsLogger:
     """Appends one JSON object per step to `metrics.jsonl` and mirrors it to the console and W&B."""
@@ -36,6 +26,7 @@ class MetricsLogger:
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.console = Console(stderr=True) if (console and enabled) else None
+        self._progress: StepProgress | None = None
         self._wandb = _start_wandb(wandb_project, run_name, run_dir, config) if (enabled and wandb_project) else None
 
     def log(self, step: int, metrics: dict[str, float], total_steps: int | None = None) -> None:
@@ -45,9 +36,9 @@ class MetricsLogger:
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.console is not None:
-            shown = " ".join(f"{label}={_number(metrics[key])}" for key, label in _CONSOLE_KEYS if key in metrics)
-            of = f"/{total_steps}" if total_steps else ""
-            self.console.print(f"[bold]step {step}{of}[/bold] {shown}", highlight=False)
+            if self._progress is None:
+                self._progress = StepProgress(self.console, total_steps)
+            self._progress.update(step, metrics)
         if self._wandb is not None:
             try:
                 self._wandb.log(row, step=step)
@@ -80,6 +71,8 @@ class MetricsLogger:
         write_atomic(self.path, "".join(kept))
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._wandb is not None:
             self._wandb.finish()
 
@@ -87,11 +80,6 @@ class MetricsLogger:
 def _plain(value: Any) -> Any:
     value = float(value) if hasattr(value, "__float__") and not isinstance(value, (int, bool)) else value
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _number(value: Any) -> str:
-    """A console number; nan and inf print as such."""
-    return "none" if value is None else f"{float(value):.3g}"
 
 
 def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str, Any] | None):

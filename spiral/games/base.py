@@ -24,9 +24,9 @@ class Game(abc.ABC):
 
     name: ClassVar[str] = ""
     num_players: ClassVar[int] = 2
-    description: ClassVar[str] = ""
+    description: str = ""
     """One paragraph of rules, shown to the model at the top of every prompt."""
-    max_turns: ClassVar[int] = 100
+    max_turns: int = 100
     """Upper bound on moves (at most `TURN_CAP` apply); `check_game` fails a game that runs longer and
     training ends it as a draw. Instances may override."""
 

@@ -21,8 +21,7 @@ import torch
 from spiral.models.cascade import SharedKV, shared_prefix_kv, use_cascade_attention
 from spiral.models.dtypes import resolve_dtype
 from spiral.models.prefix import shared_prefix_length
-from spiral.rollout.engine import Engine
-from spiral.rollout.engines import check_score_inputs, token_budgets
+from spiral.rollout.engine import Engine, check_score_inputs, token_budgets
 from spiral.rollout.hf_cache import preallocated_cache
 from spiral.types import EngineOutput, SamplingSettings
 

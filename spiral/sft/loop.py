@@ -17,7 +17,7 @@ from spiral.learner import distributed as dist
 from spiral.learner.batching import shuffled_order
 from spiral.learner.checkpoint import load_checkpoint, prepare_resume, save_checkpoint
 from spiral.models import resolve_model_path
-from spiral.rollout.collector import derive_seed
+from spiral.seeding import derive_seed
 from spiral.rundir import resume_point
 from spiral.sft.data import SftDataError, SftExample, build_examples, play_records, read_records, split_records
 from spiral.tracking import MetricsLogger
@@ -85,7 +85,7 @@ def _play(cfg: SpiralConfig) -> list[GameRecord]:
     """Games between `sft.agents` on the fly; model agents run on an engine of `rollout.engine`."""
     from spiral.agents import is_model_spec, make_agent
     from spiral.agents.model import ModelAgent
-    from spiral.rollout.engines import create_engine_from_config
+    from spiral.rollout.engine_factory import create_engine_from_config
     from spiral.types import SamplingSettings
 
     engines = []

@@ -14,7 +14,7 @@ from spiral.learner.checkpoint import (
 )
 from spiral.learner.safe_load import TRUST_ENV, UnsafeCheckpointError
 from spiral.learner.learner import Learner
-from tests.learner.conftest import make_samples, small_config, weights
+from tests.learner.helpers import make_samples, small_config, weights
 
 
 class _Unserialisable:

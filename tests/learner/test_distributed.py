@@ -11,7 +11,7 @@ import torch
 
 from spiral.learner.learner import Learner
 from tests.launch import clean_env, torchrun_cmd
-from tests.learner.conftest import make_samples, small_config, weights
+from tests.learner.helpers import make_samples, small_config, weights
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import pytest
 from spiral.eval.exploitability import model_exploitability
 from spiral.models import resolve_model_path
 from spiral.models.builtin import recipe_path
-from spiral.rollout.engines import create_engine
+from spiral.rollout.engine_factory import create_engine
 from spiral.types import SamplingSettings
 
 pytestmark = pytest.mark.slow

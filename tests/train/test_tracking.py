@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spiral.tracking import MetricsLogger
-from tests.train.conftest import REPO
+from tests.train.helpers import REPO
 
 wandb = pytest.importorskip("wandb")
 
