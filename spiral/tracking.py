@@ -11,12 +11,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
 from spiral.console import StepProgress
 from spiral.durable import write_atomic
+
 
 class MetricsLogger:
     """Appends one JSON object per step to `metrics.jsonl` and mirrors it to the console and W&B."""
@@ -43,7 +44,8 @@ class MetricsLogger:
             try:
                 self._wandb.log(row, step=step)
             except Exception as err:  # a logging sink must never end a training run
-                self.console and self.console.print(f"wandb log failed, continuing: {err}")
+                if self.console is not None:
+                    self.console.print(f"wandb log failed, continuing: {err}")
                 self._wandb = None
 
     def note(self, text: str) -> None:
@@ -89,7 +91,8 @@ def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str,
         Console(stderr=True).print("logging.wandb is on but wandb is not installed (pip install 'spiral[wandb]'); skipping")
         return None
     # No key and no explicit mode: nothing could be uploaded, so write an offline run (`wandb sync` later).
-    mode = None if (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")) else "offline"
+    explicit = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
+    mode: Literal["offline"] | None = None if explicit else "offline"
     init = functools.partial(wandb.init, project=project, name=name or Path(run_dir).name, dir=str(run_dir),
                              config=config)
     try:

@@ -10,10 +10,11 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml

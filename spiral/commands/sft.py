@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from spiral.commands import add_verbose
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -271,11 +271,11 @@ def _generate_and_grade(
         })
     free_form = []
     for record in records:
-        if get_benchmark(record["benchmark"]).multiple_choice:
-            record["correct"] = choice_correct(record["completion"], record["gold"])
+        if get_benchmark(str(record["benchmark"])).multiple_choice:
+            record["correct"] = choice_correct(str(record["completion"]), str(record["gold"]))
         else:
             free_form.append(record)
-    pairs = [(r["completion"], r["gold"]) for r in free_form]
+    pairs = [(str(r["completion"]), str(r["gold"])) for r in free_form]
     for record, ok in zip(free_form, grade_many(pairs, timeout=grade_timeout)):
         record["correct"] = ok
     return records

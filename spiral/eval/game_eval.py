@@ -21,9 +21,9 @@ from spiral.config.schema import EvalConfig, GameSpec, RolloutConfig
 from spiral.eval.exploitability import ExploitabilityResult, model_exploitability, policy_exploitability
 from spiral.games import make_game
 from spiral.rollout.collector import POLICY, Collector
-from spiral.seeding import derive_seed
 from spiral.rollout.engine import Engine
 from spiral.rollout.engine_factory import create_engine
+from spiral.seeding import derive_seed
 from spiral.types import GameRecord, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -333,9 +333,9 @@ def _scripted_report(agent_spec: str, agent: Agent, eval_cfg: EvalConfig, seed: 
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     specs, labels = _game_specs(eval_cfg.games), _labels(eval_cfg.opponents)
-    for spec in eval_cfg.opponents:
-        if is_model_spec(spec):
-            raise ValueError(f"opponent {spec!r} is a model; scripted agents are evaluated against scripted opponents only")
+    for opp_spec in eval_cfg.opponents:
+        if is_model_spec(opp_spec):
+            raise ValueError(f"opponent {opp_spec!r} is a model; scripted agents are evaluated against scripted opponents only")
     report = GameReport(agent_spec, {})
     for spec in specs:
         reason = _unsupported(agent, spec)

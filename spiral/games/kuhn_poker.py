@@ -49,7 +49,8 @@ class KuhnPoker(Game):
         hands_rule = (
             _ONE_HAND
             if hands == 1
-            else f"The game is {hands} hands; the players take turns acting first, and the player with more chips at the end wins."
+            else f"The game is {hands} hands; the players take turns acting first, and the player with more chips at the end "
+            "wins."
         )
         self.description = self._rules.format(
             deck=deck_size, ranks=" < ".join(self.card_names), hands_rule=hands_rule

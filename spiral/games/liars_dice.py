@@ -10,8 +10,8 @@ import re
 
 from spiral.games.base import Game, IllegalMoveError
 from spiral.games.parsing import normalize_move
-from spiral.text import last_boxed
 from spiral.games.registry import register_game
+from spiral.text import last_boxed
 
 _BID = re.compile(r"(?:bid\s*:?\s*)?(\d{1,3})\s*(?:x|×|\*|dice of|of)?\s*(\d{1,2})s?")
 

@@ -11,8 +11,8 @@ import re
 
 from spiral.games.base import Game, IllegalMoveError
 from spiral.games.parsing import normalize_move
-from spiral.text import last_boxed
 from spiral.games.registry import register_game
+from spiral.text import last_boxed
 
 RESOURCE_NAMES = ("Wood", "Wheat", "Sheep", "Brick", "Ore", "Gold", "Stone", "Clay")
 _ARROW = re.compile(r"\s*(?:->|→|=>|in exchange for)\s*")

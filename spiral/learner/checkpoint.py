@@ -62,7 +62,7 @@ def _rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(words), gauss],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
         "torch": torch.get_rng_state().tolist(),
     }
     if torch.cuda.is_available():

@@ -38,11 +38,11 @@ from spiral.errors import SpiralError
 from spiral.games import Game, IllegalMoveError, make_game
 from spiral.games.base import TURN_CAP
 from spiral.games.check import returns_problem
-from spiral.text import last_boxed
 from spiral.rollout.choice import choice_logprobs, sample_move, scoring_temperature
 from spiral.rollout.engine import Engine
 from spiral.rollout.prompts import PromptCache
 from spiral.seeding import derive_seed
+from spiral.text import last_boxed
 from spiral.types import (
     EngineOutput,
     GameRecord,
@@ -261,6 +261,7 @@ class Collector:
             g.to_move = seat
             if seat in g.policy_seats or isinstance(self.opponent, Engine):
                 return
+            assert self.opponent is not None  # the policy plays every seat when there is no opponent
             observation = g.game.observation(seat)
             move = self.opponent.act(g.game, g.rng)
             name = getattr(self.opponent, "name", type(self.opponent).__name__)

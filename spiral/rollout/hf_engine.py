@@ -201,6 +201,7 @@ class HFEngine(Engine):
         logits, context = self._prefill(prompts, 1, [len(p) for p in prompts], decode_room=max(budgets))
         logits = logits[:, -1]
         mask, positions, cache = context.mask, context.last_position, context.cache
+        assert cache is not None  # prefilled with decode room, so it holds a preallocated cache
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]

@@ -72,4 +72,5 @@ def test_two_ranks_match_one_process(tmp_path, tiny_path, stage):
     single.update(make_samples(6))
     resumed.update(make_samples(6))
     after, expected = weights(resumed), weights(single)
-    assert max((after[k] - expected[k]).abs().max().item() for k in expected) <= 0.2 * lr  # the first comparison's noise, carried one step
+    # The first comparison's noise, carried one step.
+    assert max((after[k] - expected[k]).abs().max().item() for k in expected) <= 0.2 * lr
