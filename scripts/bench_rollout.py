@@ -11,10 +11,12 @@ import os
 import statistics
 import time
 
+from spiral.choices import ENGINES
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    parser.add_argument("--engine", choices=ENGINES, default="hf")
     parser.add_argument("--model", default="builtin:tiny")
     parser.add_argument("--turns", type=int, default=256, help="learning turns to collect in each setting")
     parser.add_argument("--concurrent", type=int, default=64, help="live games in the batched setting")
@@ -35,7 +37,7 @@ def main() -> None:
 
     from spiral.config.schema import GameSpec, RolloutConfig
     from spiral.rollout.collector import Collector
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
 
     if args.threads:
         torch.set_num_threads(args.threads)  # before the engine: in-process vLLM disables it afterwards

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from spiral.console import quiet_third_party
+
+    quiet_third_party(getattr(args, "verbose", False))  # before any command imports transformers or DeepSpeed
     from spiral.config.schema import ConfigError
     from spiral.errors import SpiralError
 

@@ -1,4 +1,4 @@
-"""Where step metrics go: `metrics.jsonl` in the run directory, a console line, and optionally W&B.
+"""Where step metrics go: `metrics.jsonl` in the run directory, the console's progress display, and optionally W&B.
 
 Only rank 0 writes; W&B failures (no network, no key) fall back to offline mode and never stop a run.
 Non-finite values (a skipped step's loss) are written as JSON null and shown as nan/inf on the console.
@@ -11,21 +11,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
+from spiral.console import StepProgress
 from spiral.durable import write_atomic
-
-_CONSOLE_KEYS = (
-    ("rollout/return_mean", "ret"),
-    ("rollout/invalid_rate", "inv"),
-    ("loss/policy", "loss"),
-    ("sft/loss", "loss"),
-    ("sft/eval_loss", "eval_loss"),
-    ("eval/kuhn_poker/exploitability", "expl"),
-    ("time/step", "s/step"),
-)
 
 
 class MetricsLogger:
@@ -36,6 +27,7 @@ class MetricsLogger:
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.console = Console(stderr=True) if (console and enabled) else None
+        self._progress: StepProgress | None = None
         self._wandb = _start_wandb(wandb_project, run_name, run_dir, config) if (enabled and wandb_project) else None
 
     def log(self, step: int, metrics: dict[str, float], total_steps: int | None = None) -> None:
@@ -45,14 +37,15 @@ class MetricsLogger:
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if self.console is not None:
-            shown = " ".join(f"{label}={_number(metrics[key])}" for key, label in _CONSOLE_KEYS if key in metrics)
-            of = f"/{total_steps}" if total_steps else ""
-            self.console.print(f"[bold]step {step}{of}[/bold] {shown}", highlight=False)
+            if self._progress is None:
+                self._progress = StepProgress(self.console, total_steps)
+            self._progress.update(step, metrics)
         if self._wandb is not None:
             try:
                 self._wandb.log(row, step=step)
             except Exception as err:  # a logging sink must never end a training run
-                self.console and self.console.print(f"wandb log failed, continuing: {err}")
+                if self.console is not None:
+                    self.console.print(f"wandb log failed, continuing: {err}")
                 self._wandb = None
 
     def note(self, text: str) -> None:
@@ -80,6 +73,8 @@ class MetricsLogger:
         write_atomic(self.path, "".join(kept))
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._wandb is not None:
             self._wandb.finish()
 
@@ -89,11 +84,6 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _number(value: Any) -> str:
-    """A console number; nan and inf print as such."""
-    return "none" if value is None else f"{float(value):.3g}"
-
-
 def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str, Any] | None):
     try:
         import wandb
@@ -101,7 +91,8 @@ def _start_wandb(project: str, name: str, run_dir: str | Path, config: dict[str,
         Console(stderr=True).print("logging.wandb is on but wandb is not installed (pip install 'spiral[wandb]'); skipping")
         return None
     # No key and no explicit mode: nothing could be uploaded, so write an offline run (`wandb sync` later).
-    mode = None if (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")) else "offline"
+    explicit = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
+    mode: Literal["offline"] | None = None if explicit else "offline"
     init = functools.partial(wandb.init, project=project, name=name or Path(run_dir).name, dir=str(run_dir),
                              config=config)
     try:

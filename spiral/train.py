@@ -10,10 +10,11 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml
@@ -25,13 +26,14 @@ from spiral.learner.checkpoint import (
 )
 from spiral.learner.learner import Learner
 from spiral.models import resolve_model_path
-from spiral.rollout.collector import Collector, Rollout, derive_seed, write_transcripts
+from spiral.rollout.collector import Collector, Rollout, write_transcripts
 from spiral.rollout.engine import Engine
-from spiral.rollout.engines import create_engine_from_config
+from spiral.rollout.engine_factory import create_engine_from_config
 from spiral.rollout.opponents import OpponentPool
 from spiral.rundir import resume_point
+from spiral.seeding import derive_seed
 from spiral.tracking import MetricsLogger
-from spiral.types import SamplingSettings, TurnSample
+from spiral.types import TurnSample
 
 
 def train(cfg: SpiralConfig) -> Path:
@@ -155,22 +157,18 @@ def evaluate(cfg: SpiralConfig, engine: Engine, step: int,
 
     `opponent_engines` serve the model opponents of `eval.opponents` (see `_eval_opponent_engines`).
     """
-    from spiral.eval.game_eval import evaluate_games, flatten_for_logging
+    from spiral.eval.game_eval import eval_sampling, evaluate_games
 
     if not dist.is_main():
         return {}
     ev = cfg.eval
-    sampling = SamplingSettings(temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens,
-                                seed=derive_seed(cfg.run.seed, "eval", step))
+    sampling = eval_sampling(ev, seed=derive_seed(cfg.run.seed, "eval", step))
     engine.wake()
     metrics: dict[str, float] = {}
     if ev.games:
-        report = evaluate_games(engine, ev.games, ev.opponents, episodes=ev.episodes, seed=cfg.run.seed,
-                                template=cfg.rollout.template, sampling=sampling,
-                                action_constraint=cfg.rollout.action_constraint,
-                                exploitability=ev.exploitability, exploitability_samples=ev.exploitability_samples,
-                                engine_kind=cfg.rollout.engine, opponent_engines=opponent_engines)
-        metrics.update(flatten_for_logging(report))
+        report = evaluate_games(engine, ev, cfg.rollout, seed=cfg.run.seed, sampling=sampling,
+                                opponent_engines=opponent_engines)
+        metrics.update(report.to_metrics())
     if ev.benchmarks:
         from spiral.eval.bench_runner import run_benchmarks
 

@@ -10,7 +10,7 @@ import random
 
 from spiral.agents.base import Agent
 from spiral.games.base import Game
-from spiral.rollout.choice import choice_logprobs
+from spiral.rollout.choice import choice_logprobs, sample_move, scoring_temperature
 from spiral.rollout.engine import Engine
 from spiral.rollout.prompts import build_prompt
 from spiral.types import EngineOutput, SamplingSettings
@@ -39,8 +39,9 @@ class ModelAgent(Agent):
         prompt = build_prompt(game, game.current_player(), self.template, self.engine.tokenizer)
         if self.action_constraint == "choice":
             legal = game.legal_actions()
-            _, (logprobs,) = choice_logprobs(self.engine, [prompt], [legal], self.sampling.temperature or 1.0)
-            return rng.choices(legal, weights=[math.exp(lp) for lp in logprobs])[0]
+            temperature = self.sampling.temperature
+            _, (logprobs,) = choice_logprobs(self.engine, [prompt], [legal], scoring_temperature(temperature))
+            return legal[sample_move(logprobs, temperature, rng)]
         # The per-call seed comes from the caller's generator, so a seeded match replays exactly.
         sampling = SamplingSettings(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens,
                                     seed=rng.getrandbits(31))
@@ -60,6 +61,5 @@ class ModelAgent(Agent):
             raise ValueError(f"exact action probabilities need the 'direct' template, not {self.template!r}")
         legal = game.legal_actions()
         prompt = build_prompt(game, game.current_player(), self.template, self.engine.tokenizer)
-        temperature = self.sampling.temperature if self.sampling.temperature > 0 else 1.0
-        _, (logprobs,) = choice_logprobs(self.engine, [prompt], [legal], temperature)
+        _, (logprobs,) = choice_logprobs(self.engine, [prompt], [legal], scoring_temperature(self.sampling.temperature))
         return {a: math.exp(lp) for a, lp in zip(legal, logprobs)}

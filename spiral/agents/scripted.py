@@ -6,7 +6,7 @@ Their `action_probabilities` are exact, so evaluators can compute exploitability
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import cache
 
 from spiral.agents.base import Agent, UnsupportedGameError
 from spiral.games.base import Game
@@ -75,7 +75,7 @@ class KuhnNashAgent(Agent):
         return {game.action_for_letter(key, "b"): p, game.action_for_letter(key, "p"): 1.0 - p}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _value(board: tuple[int, ...], player: int) -> int:
     """Minimax value of a 3×3 position for `player` to move: +1 win, 0 draw, -1 loss."""
     empty = [i for i, v in enumerate(board) if v == EMPTY]

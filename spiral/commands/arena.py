@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spiral.commands import add_generation_arguments, add_verbose
+
 
 def parse_params(items: list[str]) -> dict[str, Any]:
     """`key=value` pairs to game parameters; values are read as YAML scalars (`3`, `true`, `x`)."""
@@ -28,17 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--transcripts", metavar="FILE", help="also write every game to this JSONL file "
                         "(the format `spiral train` writes; `spiral sft` reads it)")
+    add_verbose(parser)
     model = parser.add_argument_group("model agents (a checkpoint's model/ directory, a hub id or builtin:tiny)")
-    model.add_argument("--engine", default="hf", choices=["hf", "vllm"])
-    model.add_argument("--template", default="chat", choices=["chat", "qwen3_base", "direct"])
-    model.add_argument("--action-constraint", default="none", choices=["none", "choice"],
-                       help="choice: the model picks among legal moves by their probabilities (as in training)")
-    model.add_argument("--temperature", type=float, default=0.6)
-    model.add_argument("--top-p", type=float, default=0.95)
-    model.add_argument("--max-tokens", type=int, default=1024)
-    model.add_argument("--max-model-len", type=int, default=4096)
-    model.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-
+    add_generation_arguments(model)
 
 def run(args: argparse.Namespace) -> int:
     import json
@@ -89,7 +83,7 @@ def _make_agent(spec: str, args: argparse.Namespace, engines: list):
         return make_agent(spec, seed=args.seed)
     from spiral.agents.model import ModelAgent
     from spiral.eval.game_eval import opponent_label
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
     from spiral.types import SamplingSettings
 
     engine = create_engine(args.engine, spec, secondary=bool(engines), dtype=args.dtype,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from spiral.commands import add_verbose
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file with an `sft:` section, e.g. configs/sft_kuhn_tiny.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.filter=winners trainer.steps=200")
+    add_verbose(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from spiral.commands import add_verbose
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file, e.g. configs/kuhn_tiny.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=2e-6 run.seed=3")
+    add_verbose(parser)
 
 
 def run(args: argparse.Namespace) -> int:

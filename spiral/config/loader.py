@@ -10,6 +10,7 @@ import difflib
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def _check_models_and_agents(cfg: SpiralConfig) -> None:
     from spiral.agents.factory import check_agent_spec
     from spiral.models.builtin import check_model_path
 
-    checks = [("model.path", cfg.model.path, check_model_path)]
+    checks: list[tuple[str, str, Callable[[str], None]]] = [("model.path", cfg.model.path, check_model_path)]
     if cfg.algo.kl_reference:
         checks.append(("algo.kl_reference", cfg.algo.kl_reference, check_model_path))
     if cfg.run.resume not in ("auto", "never"):

@@ -10,6 +10,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from spiral.choices import (
+    ACTION_CONSTRAINTS,
+    DTYPES,
+    ENGINES,
+    LOGPROB_BACKENDS,
+    LOSS_AGGS,
+    LR_DECAYS,
+    ON_GAME_ERROR,
+    SFT_FILTERS,
+    TEMPLATES,
+    one_of,
+)
 from spiral.errors import SpiralError
 
 _LEADING_KEY = re.compile(r"^[a-z_]+(?:\[\]|\.[a-z_]+)*")
@@ -86,10 +98,7 @@ class ModelConfig:
     """Optional LoRA adapters (peft)."""
 
     def __post_init__(self) -> None:
-        _require(
-            self.dtype in ("auto", "float32", "bfloat16", "float16"),
-            f"model.dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}",
-        )
+        _require(self.dtype in DTYPES, f"model.dtype must be {one_of(DTYPES)}, not {self.dtype!r}")
         _require(bool(self.path), "model.path must name a model: builtin:tiny, a model folder or a hub id")
         _require(self.max_model_len >= 2, f"model.max_model_len must be at least 2 tokens, got {self.max_model_len}")
 
@@ -150,17 +159,12 @@ class RolloutConfig:
     """vLLM on GPU: free the KV cache and weights during the update (ignored where unsupported)."""
 
     def __post_init__(self) -> None:
-        _require(self.engine in ("hf", "vllm"), f"rollout.engine must be 'hf' or 'vllm', not {self.engine!r}")
-        _require(
-            self.template in ("chat", "qwen3_base", "direct"),
-            f"rollout.template must be chat, qwen3_base or direct, not {self.template!r}",
-        )
-        _require(
-            self.action_constraint in ("none", "choice"),
-            f"rollout.action_constraint must be none or choice, not {self.action_constraint!r}",
-        )
-        _require(self.on_game_error in ("stop", "drop"),
-                 f"rollout.on_game_error must be stop or drop, not {self.on_game_error!r}")
+        _require(self.engine in ENGINES, f"rollout.engine must be {one_of(ENGINES)}, not {self.engine!r}")
+        _require(self.template in TEMPLATES, f"rollout.template must be {one_of(TEMPLATES)}, not {self.template!r}")
+        _require(self.action_constraint in ACTION_CONSTRAINTS,
+                 f"rollout.action_constraint must be {one_of(ACTION_CONSTRAINTS)}, not {self.action_constraint!r}")
+        _require(self.on_game_error in ON_GAME_ERROR,
+                 f"rollout.on_game_error must be {one_of(ON_GAME_ERROR)}, not {self.on_game_error!r}")
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")
         _require(self.max_tokens >= 1, "rollout.max_tokens must be at least 1")
@@ -228,7 +232,7 @@ class AlgoConfig:
     `train/mismatch_kl` logs the gap either way."""
 
     def __post_init__(self) -> None:
-        _require(self.loss_agg in ("seq_sum_norm", "token_mean"), f"algo.loss_agg unknown: {self.loss_agg!r}")
+        _require(self.loss_agg in LOSS_AGGS, f"algo.loss_agg must be {one_of(LOSS_AGGS)}, not {self.loss_agg!r}")
         _require(self.clip_eps > 0, "algo.clip_eps must be positive")
         _require(self.entropy_coef >= 0, "algo.entropy_coef must be >= 0")
         _require(self.tis_cap == 0 or self.tis_cap >= 1, f"algo.tis_cap must be 0 (off) or at least 1, got {self.tis_cap}")
@@ -291,9 +295,10 @@ class TrainerConfig:
         _require(self.zero_stage in (0, 1, 2, 3), f"trainer.zero_stage must be 0-3, got {self.zero_stage}")
         _require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
                  f"trainer.betas must be two values in [0, 1), got {self.betas}")
-        _require(self.logprob_backend in ("auto", "triton", "torch"), "trainer.logprob_backend: auto|triton|torch")
+        _require(self.logprob_backend in LOGPROB_BACKENDS,
+                 f"trainer.logprob_backend must be {one_of(LOGPROB_BACKENDS)}, not {self.logprob_backend!r}")
         _require(self.sync_every >= 1, "trainer.sync_every must be at least 1")
-        _require(self.lr_decay in ("none", "linear", "cosine"), f"trainer.lr_decay: none|linear|cosine, got {self.lr_decay!r}")
+        _require(self.lr_decay in LR_DECAYS, f"trainer.lr_decay must be {one_of(LR_DECAYS)}, not {self.lr_decay!r}")
         _require(0.0 <= self.min_lr_ratio <= 1.0, f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
@@ -341,9 +346,6 @@ class EvalConfig:
         _require(self.benchmark_limit >= 0, f"eval.benchmark_limit must be >= 0 (0: all), got {self.benchmark_limit}")
 
 
-SFT_FILTERS = ("all", "winners")
-
-
 @dataclass
 class SftConfig:
     """`spiral sft`: supervised fine-tuning on game transcripts (completion tokens only).
@@ -374,7 +376,7 @@ class SftConfig:
     """Compute the held-out loss every this many steps (and at the end); 0 disables it."""
 
     def __post_init__(self) -> None:
-        _require(self.filter in SFT_FILTERS, f"sft.filter must be one of {', '.join(SFT_FILTERS)}, not {self.filter!r}")
+        _require(self.filter in SFT_FILTERS, f"sft.filter must be {one_of(SFT_FILTERS)}, not {self.filter!r}")
         _require(len(self.agents) == 2, f"sft.agents must name two agents (one per seat), got {self.agents}")
         _require(self.episodes >= 1, f"sft.episodes must be at least 1, got {self.episodes}")
         _require(self.batch_size >= 1, f"sft.batch_size must be at least 1, got {self.batch_size}")

@@ -15,6 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+
+from spiral.choices import BENCHMARK_TEMPLATES
+from spiral.console import StepProgress
 from spiral.eval import metrics
 from spiral.eval.benchmarks import (
     Problem,
@@ -28,7 +32,7 @@ from spiral.eval.grading import (
     extract_choice,
     grade_many,
 )
-from spiral.games.parsing import last_boxed
+from spiral.text import last_boxed
 from spiral.types import SamplingSettings
 
 if TYPE_CHECKING:
@@ -36,7 +40,6 @@ if TYPE_CHECKING:
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of your final answer within \\boxed{}."
-TEMPLATES = ("chat", "qwen3_base")
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.json"
 _RUN_FILE = "run.json"
@@ -47,8 +50,8 @@ _RESUME_KEYS = ("model", "template", "sampling")
 def prompt_text(problem: Problem, multiple_choice: bool, template: str, tokenizer: Any) -> str:
     """The full prompt for one problem: question and instruction, in the chat or raw Qwen3 base format."""
     content = f"{problem.question}\n{CHOICE_INSTRUCTION if multiple_choice else MATH_INSTRUCTION}"
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown benchmark template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if template not in BENCHMARK_TEMPLATES:
+        raise ValueError(f"unknown benchmark template {template!r}; choose one of {', '.join(BENCHMARK_TEMPLATES)}")
     from spiral.rollout.prompts import render_text
 
     return render_text(content, template, tokenizer)
@@ -177,22 +180,14 @@ def run_benchmarks(
     `data_dir` holds `<name>.jsonl` files (None loads from the HF hub); `limit` > 0 keeps the first `limit`
     problems of each benchmark; `model` is recorded as the model's name. Samples already in
     `<out_dir>/samples.jsonl` from an interrupted run with the same settings are kept, not regenerated.
-    `verbose` shows a progress bar and prints the markdown table.
+    `verbose` shows the progress (samples done, ETA) on stderr and prints the markdown table.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown benchmark template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if template not in BENCHMARK_TEMPLATES:
+        raise ValueError(f"unknown benchmark template {template!r}; choose one of {', '.join(BENCHMARK_TEMPLATES)}")
     specs = [get_benchmark(name) for name in names]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,17 +207,18 @@ def run_benchmarks(
             prompts[name, problem.id] = engine.tokenizer.encode(text, add_special_tokens=False)
 
     started = time.monotonic()
-    progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not verbose)
-    with progress, samples_path.open("a", encoding="utf-8") as sink:
-        task = progress.add_task("samples", total=len(todo))
+    progress = StepProgress(Console(stderr=True), total=len(todo), label="eval", unit="sample") if verbose else None
+    with samples_path.open("a", encoding="utf-8") as sink:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             for record in _generate_and_grade(engine, batch, prompts, sampling, grade_timeout):
                 sink.write(json.dumps(record) + "\n")
                 done[record["benchmark"], record["problem_id"], record["sample"]] = record
             sink.flush()
-            progress.advance(task, len(batch))
+            if progress is not None:
+                progress.update(start + len(batch), {})
+    if progress is not None:
+        progress.close()
 
     results_by_bench = {
         s.name: _summarize([done[s.name, p.id, k] for p in problems[s.name] for k in range(samples)], samples)
@@ -275,11 +271,11 @@ def _generate_and_grade(
         })
     free_form = []
     for record in records:
-        if get_benchmark(record["benchmark"]).multiple_choice:
-            record["correct"] = choice_correct(record["completion"], record["gold"])
+        if get_benchmark(str(record["benchmark"])).multiple_choice:
+            record["correct"] = choice_correct(str(record["completion"]), str(record["gold"]))
         else:
             free_form.append(record)
-    pairs = [(r["completion"], r["gold"]) for r in free_form]
+    pairs = [(str(r["completion"]), str(r["gold"])) for r in free_form]
     for record, ok in zip(free_form, grade_many(pairs, timeout=grade_timeout)):
         record["correct"] = ok
     return records

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spiral.games.parsing import last_boxed
+from spiral.text import last_boxed
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

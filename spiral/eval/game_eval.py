@@ -2,13 +2,16 @@
 small `openspiel:<game>` games).
 
 Models play through the batched collector (all games of a seat share each generate call); scripted agents
-play through the arena. Results are plain JSON-ready dicts; `flatten_for_logging` turns them into metrics.
+play through the arena. Settings come from `EvalConfig` (games, opponents, episodes, sampling, exploitability) and
+`RolloutConfig` (engine, template, action constraint); the result is a typed `GameReport`, whose `to_metrics`
+gives the logged `eval/...` metrics and `to_dict` the JSON of `spiral eval --json`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from spiral.agents.arena import ArenaResult, play_match, summarize
 from spiral.agents.model import ModelAgent
 from spiral.config.schema import EvalConfig, GameSpec, RolloutConfig
 from spiral.eval.exploitability import (
+    ExploitabilityResult,
     PolicyTarget,
     exploitability_target,
     kuhn_target,
@@ -24,9 +28,10 @@ from spiral.eval.exploitability import (
     policy_exploitability,
 )
 from spiral.games import make_game
-from spiral.rollout.collector import POLICY, Collector, derive_seed
+from spiral.rollout.collector import POLICY, Collector
 from spiral.rollout.engine import Engine
-from spiral.rollout.engines import create_engine
+from spiral.rollout.engine_factory import create_engine
+from spiral.seeding import derive_seed
 from spiral.types import GameRecord, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -34,16 +39,126 @@ log = logging.getLogger(__name__)
 KUHN = "kuhn_poker"
 SEATS = (0, 1)
 LOGGED_POLICY_SETS = 24
-"""`flatten_for_logging` logs the read-out policy itself only for games with at most this many information sets."""
+"""`GameReport.to_metrics` logs the read-out policy itself only for games with at most this many information sets."""
 # Per-seat metrics that are averages over games, so seats combine by a games-weighted mean.
 _MEAN_METRICS = ("return_mean", "win_rate", "loss_rate", "draw_rate", "invalid_rate", "opponent_invalid_rate",
                  "length_mean", "response_len_mean", "truncated_rate")
 
 
-def default_sampling() -> SamplingSettings:
-    """The eval sampling settings of `EvalConfig` (temperature 0.6, top-p 0.95)."""
-    cfg = EvalConfig()
-    return SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+@dataclass(frozen=True)
+class SeatResult:
+    """How the evaluated agent did in one seat against one opponent (rates are per game)."""
+
+    games: int
+    return_mean: float
+    return_stderr: float
+    win_rate: float
+    loss_rate: float
+    draw_rate: float
+    invalid_rate: float
+    opponent_invalid_rate: float
+    length_mean: float
+    response_len_mean: float | None = None
+    """Model policies only: mean completion length (tokens) of its turns."""
+    truncated_rate: float | None = None
+    """Model policies only: share of its turns cut off at the generation budget."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Results against one opponent: per seat the agent played (a seat nobody reached is absent)."""
+
+    seats: dict[int, SeatResult]
+    unplayed: int = 0
+    """Games nobody moved in (the first prompt overflowed the context): counted, not attributed to a seat."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An opponent that cannot play this game, and why."""
+
+    reason: str
+
+
+@dataclass
+class GameResult:
+    """One game: each opponent's results (by label) and, for Kuhn Poker, the agent's exploitability."""
+
+    opponents: dict[str, MatchResult | Skipped] = field(default_factory=dict)
+    exploitability: ExploitabilityResult | None = None
+
+
+@dataclass
+class GameReport:
+    """An agent's game evaluation: one `GameResult` per game."""
+
+    agent: str
+    games: dict[str, GameResult]
+
+    def to_metrics(self) -> dict[str, float]:
+        """`eval/<game>/<opponent>/<metric>` (seats combined, games-weighted), `.../seat<i>/<metric>`, and
+        `eval/<game>/{exploitability,nash_conv,exploitability_invalid}` and, for games with few information sets
+        (Kuhn), the read-out policy `eval/kuhn_poker/policy/<information set>/<move>`."""
+        flat: dict[str, float] = {}
+        for game, result in self.games.items():
+            for label, match in result.opponents.items():
+                if isinstance(match, MatchResult):
+                    flat.update(_match_metrics(f"eval/{game}/{label}", match))
+            if result.exploitability is not None:
+                detail = result.exploitability
+                flat[f"eval/{game}/exploitability"] = float(detail.exploitability)
+                flat[f"eval/{game}/nash_conv"] = float(detail.nash_conv)
+                flat[f"eval/{game}/exploitability_invalid"] = float(detail.invalid_mean)
+                # The tabular policy itself (Kuhn has 12 information sets): eval/kuhn_poker/policy/1pb/call.
+                logged = detail.policy if len(detail.policy) <= LOGGED_POLICY_SETS else {}
+                for infoset, probs in logged.items():
+                    for move, prob in probs.items():
+                        flat[f"eval/{game}/policy/{infoset}/{move}"] = float(prob)
+        return flat
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: `{"agent": spec, "games": {game: {opponent: {"seat0": {...}, "seat1": {...}} or
+        {"skipped": reason}, "exploitability": x, "exploitability_detail": {...}}}}`."""
+        games: dict[str, Any] = {}
+        for game, result in self.games.items():
+            entries: dict[str, Any] = {}
+            for label, match in result.opponents.items():
+                if isinstance(match, Skipped):
+                    entries[label] = {"skipped": match.reason}
+                    continue
+                entries[label] = {f"seat{s}": match.seats[s].to_dict() if s in match.seats else {"games": 0.0}
+                                  for s in SEATS}
+                if match.unplayed:
+                    entries[label]["unplayed"] = match.unplayed
+            if result.exploitability is not None:
+                entries["exploitability"] = result.exploitability.exploitability
+                entries["exploitability_detail"] = result.exploitability.to_dict()
+            games[game] = entries
+        return {"agent": self.agent, "games": games}
+
+
+def _match_metrics(prefix: str, match: MatchResult) -> dict[str, float]:
+    """One opponent's metrics: seats combined by a games-weighted mean, and each seat's own."""
+    seats = [match.seats[s].to_dict() if s in match.seats else {"games": 0.0} for s in SEATS]
+    flat = {f"{prefix}/games": sum(v["games"] for v in seats)}
+    if match.unplayed:
+        flat[f"{prefix}/unplayed"] = float(match.unplayed)
+    for metric in _MEAN_METRICS:
+        played = [v for v in seats if metric in v]
+        if played:
+            flat[f"{prefix}/{metric}"] = sum(v[metric] * v["games"] for v in played) / sum(v["games"] for v in played)
+    for s, view in zip(SEATS, seats):
+        for metric, value in view.items():
+            flat[f"{prefix}/seat{s}/{metric}"] = float(value)
+    return flat
+
+
+def eval_sampling(cfg: EvalConfig, seed: int | None = None) -> SamplingSettings:
+    """The sampling settings of `cfg` (temperature, top-p, generation budget), with an optional seed."""
+    return SamplingSettings(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
 
 
 def opponent_label(spec: str) -> str:
@@ -51,8 +166,8 @@ def opponent_label(spec: str) -> str:
     return Path(spec.rstrip("/\\")).name if is_model_spec(spec) and not spec.startswith("builtin:") else spec
 
 
-def _game_specs(games: Sequence[str | GameSpec]) -> list[GameSpec]:
-    specs = [g if isinstance(g, GameSpec) else GameSpec(name=g) for g in games]
+def _game_specs(games: Sequence[str]) -> list[GameSpec]:
+    specs = [GameSpec(name=g) for g in games]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"each game may be evaluated once, got {names}")
@@ -77,19 +192,20 @@ def _unsupported(agent: Agent, spec: GameSpec) -> str | None:
     return None
 
 
-def _seat_view(result: ArenaResult, seat: int) -> dict[str, float]:
+def _seat_result(result: ArenaResult, seat: int, **model_only: float) -> SeatResult:
     """One seat's results from an arena summary: its own rates, and the opponent's invalid moves."""
-    return {
-        "games": float(result.games),
-        "return_mean": result.mean_return[seat],
-        "return_stderr": result.stderr_return[seat],
-        "win_rate": result.win_rate[seat],
-        "loss_rate": result.loss_rate[seat],
-        "draw_rate": result.draw_rate[seat],
-        "invalid_rate": result.invalid_rate[seat],
-        "opponent_invalid_rate": result.invalid_rate[1 - seat],
-        "length_mean": result.mean_length,
-    }
+    return SeatResult(
+        games=result.games,
+        return_mean=result.mean_return[seat],
+        return_stderr=result.stderr_return[seat],
+        win_rate=result.win_rate[seat],
+        loss_rate=result.loss_rate[seat],
+        draw_rate=result.draw_rate[seat],
+        invalid_rate=result.invalid_rate[seat],
+        opponent_invalid_rate=result.invalid_rate[1 - seat],
+        length_mean=result.mean_length,
+        **model_only,
+    )
 
 
 def _split_by_policy_seat(records: list[GameRecord]) -> tuple[dict[int, list[GameRecord]], int]:
@@ -127,52 +243,49 @@ def _exploitability_target(spec: GameSpec) -> PolicyTarget | None:
 
 def evaluate_games(
     engine: Engine,
-    games: Sequence[str | GameSpec],
-    opponents: Sequence[str],
+    eval_cfg: EvalConfig,
+    rollout_cfg: RolloutConfig,
     *,
-    episodes: int,
     seed: int,
-    template: str,
-    sampling: SamplingSettings,
-    exploitability: bool = True,
-    exploitability_samples: int = 0,
-    engine_kind: str = "hf",
-    engine_kwargs: dict[str, Any] | None = None,
+    sampling: SamplingSettings | None = None,
     name: str = "policy",
-    action_constraint: str = "none",
     opponent_engines: Mapping[str, Engine] | None = None,
-) -> dict[str, Any]:
-    """Play the model behind `engine` against each opponent in each seat of each game, `episodes` games a seat.
+    engine_kwargs: dict[str, Any] | None = None,
+) -> GameReport:
+    """Play the model behind `engine` against each of `eval_cfg.opponents` in each seat of each of `eval_cfg.games`,
+    `eval_cfg.episodes` games a seat, with the prompt template, engine kind and action constraint of `rollout_cfg`.
 
-    Opponents are agent specs (`random`, `nash:alpha=0.1`, ...) or model paths (checkpoints, hub ids,
-    `builtin:NAME`). A model opponent plays through its engine in `opponent_engines` (the caller's, left open)
-    or else through a fresh secondary `engine_kind` engine built with `engine_kwargs` and closed after use.
-    Scripted opponents that cannot play a game are skipped with the reason. With `exploitability`,
-    kuhn_poker and small openspiel:<game> games also get the exact exploitability of the model's policy
-    (see `model_exploitability`).
-    `action_constraint` is the rollout setting of the same name: `choice` plays the model's renormalised
+    `sampling` overrides `eval_cfg`'s settings (e.g. to add a per-step seed). Opponents are agent specs (`random`,
+    `nash:alpha=0.1`, ...) or model paths (checkpoints, hub ids, `builtin:NAME`). A model opponent plays through its
+    engine in `opponent_engines` (the caller's, left open) or else through a fresh secondary engine of
+    `rollout_cfg.engine` built with `engine_kwargs` and closed after use. Scripted opponents that cannot play a game
+    are skipped with the reason. With `eval_cfg.exploitability`, kuhn_poker and small openspiel:<game> games also get
+    the exact exploitability of the model's policy (see `model_exploitability`). With `action_constraint: choice`
+    the model plays its renormalised
     distribution over legal moves, as training does.
     """
-
+    episodes, template = eval_cfg.episodes, rollout_cfg.template
+    sampling = sampling or eval_sampling(eval_cfg)
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
-    specs, labels = _game_specs(games), _labels(opponents)
-    rollout_cfg = RolloutConfig(
-        engine=engine_kind,
+    specs, labels = _game_specs(eval_cfg.games), _labels(eval_cfg.opponents)
+    # Only what evaluation shares with training; the rest of the training rollout settings stay at their defaults.
+    collect_cfg = RolloutConfig(
+        engine=rollout_cfg.engine,
         concurrent_games=len(SEATS) * episodes,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         max_tokens=sampling.max_tokens,
         template=template,
-        action_constraint=action_constraint,
+        action_constraint=rollout_cfg.action_constraint,
     )
     policy = ModelAgent(engine, template, sampling, name=name)
-    report: dict[str, Any] = {spec.name: {} for spec in specs}
+    report = GameReport(name, {spec.name: GameResult() for spec in specs})
     given = opponent_engines or {}
     for opp_spec, label in labels.items():
         opp_engine = None
         if is_model_spec(opp_spec) and opp_spec not in given:
-            opp_engine = create_engine(engine_kind, opp_spec, secondary=True, **(engine_kwargs or {}))
+            opp_engine = create_engine(rollout_cfg.engine, opp_spec, secondary=True, **(engine_kwargs or {}))
         try:
             opponent: Engine | Agent = given.get(opp_spec) or opp_engine or make_agent(opp_spec, seed)
             # The opponent's name in transcripts and arena summaries.
@@ -181,39 +294,37 @@ def evaluate_games(
                 reason = _unsupported(opponent, spec) if isinstance(opponent, Agent) else None
                 if reason is not None:
                     log.warning("skipping opponent %s on %s: %s", label, spec.name, reason)
-                    report[spec.name][label] = {"skipped": reason}
+                    report.games[spec.name].opponents[label] = Skipped(reason)
                     continue
                 # One collector for both seats (games alternate seat 0, 1), so every generate call serves
                 # all live games. A budget of one learning turn starts exactly 2 * episodes games: they all
                 # start before the first generate, and the budget is met once any game reaches the model.
-                collector = Collector(engine, [spec], rollout_cfg, seed=derive_seed(seed, "eval", spec.name),
+                collector = Collector(engine, [spec], collect_cfg, seed=derive_seed(seed, "eval", spec.name),
                                       opponent=opponent, learning_seats=SEATS)
                 rollout = collector.collect(1)
                 by_seat, unplayed = _split_by_policy_seat(rollout.records)
                 seats = {}
                 for seat in SEATS:
                     if not by_seat[seat]:
-                        seats[f"seat{seat}"] = {"games": 0.0}
                         continue
                     agents = [policy, opp_agent] if seat == 0 else [opp_agent, policy]
-                    view = _seat_view(summarize(spec.name, spec.params, agents, by_seat[seat]), seat)
                     turns = [s for s in rollout.samples if s.seat == seat]
-                    view["response_len_mean"] = sum(len(s.completion_ids) for s in turns) / max(len(turns), 1)
-                    view["truncated_rate"] = sum(s.truncated for s in turns) / max(len(turns), 1)
-                    seats[f"seat{seat}"] = view
-                if unplayed:
-                    seats["unplayed"] = unplayed
-                report[spec.name][label] = seats
+                    seats[seat] = _seat_result(
+                        summarize(spec.name, spec.params, agents, by_seat[seat]), seat,
+                        response_len_mean=sum(len(s.completion_ids) for s in turns) / max(len(turns), 1),
+                        truncated_rate=sum(s.truncated for s in turns) / max(len(turns), 1),
+                    )  # fmt: skip
+                report.games[spec.name].opponents[label] = MatchResult(seats, unplayed)
         finally:
             if opp_engine is not None:
                 opp_engine.close()
-    for spec in specs:
-        target = _exploitability_target(spec) if exploitability else None
-        if target is not None:
-            result = model_exploitability(engine, template, sampling, samples=exploitability_samples, target=target)
-            report[spec.name]["exploitability"] = result.exploitability
-            report[spec.name]["exploitability_detail"] = result.to_dict()
-    return {"games": report}
+    if eval_cfg.exploitability:
+        for spec in specs:
+            target = _exploitability_target(spec)
+            if target is not None:
+                report.games[spec.name].exploitability = model_exploitability(
+                    engine, template, sampling, samples=eval_cfg.exploitability_samples, target=target)
+    return report
 
 
 # -- any agent spec (the `spiral eval --games` entry point) -------------------------------------------
@@ -221,107 +332,58 @@ def evaluate_games(
 
 def game_report(
     agent_spec: str,
-    games: Sequence[str | GameSpec],
-    opponents: Sequence[str],
-    episodes: int,
+    eval_cfg: EvalConfig,
+    rollout_cfg: RolloutConfig,
+    *,
     seed: int,
-    engine_kind: str = "hf",
-    template: str = "chat",
-    sampling: SamplingSettings | None = None,
-    exploitability_samples: int = 0,
     engine_kwargs: dict[str, Any] | None = None,
-    exploitability: bool = True,
-    action_constraint: str = "none",
-) -> dict[str, Any]:
+) -> GameReport:
     """Evaluate `agent_spec` (a model path, `builtin:NAME`, or a scripted agent spec) on games × opponents × seats.
 
-    Models get an engine of `engine_kind` and play batched with `sampling` (default: the eval settings);
-    scripted agents play arena matches in pure Python and report their exact exploitability (see `_exploitability_target`).
-    Result: `{"agent": spec, "games": {game: {opponent: {"seat0": {...}, "seat1": {...}}, "exploitability": x}}}`.
+    Models get an engine of `rollout_cfg.engine` (built with `engine_kwargs`) and play batched as in
+    `evaluate_games`; scripted agents play arena matches in pure Python and report their exact exploitability
+    (see `_exploitability_target`).
     """
-    sampling = sampling or default_sampling()
     if is_model_spec(agent_spec):
-        engine = create_engine(engine_kind, agent_spec, **(engine_kwargs or {}))
+        engine = create_engine(rollout_cfg.engine, agent_spec, **(engine_kwargs or {}))
         try:
-            report = evaluate_games(
-                engine, games, opponents, episodes=episodes, seed=seed, template=template, sampling=sampling,
-                exploitability=exploitability, exploitability_samples=exploitability_samples,
-                engine_kind=engine_kind, engine_kwargs=engine_kwargs, name=opponent_label(agent_spec),
-                action_constraint=action_constraint,
-            )  # fmt: skip
+            report = evaluate_games(engine, eval_cfg, rollout_cfg, seed=seed, name=opponent_label(agent_spec),
+                                    engine_kwargs=engine_kwargs)
         finally:
             engine.close()
-        return {"agent": agent_spec, **report}
-    return {"agent": agent_spec, **_scripted_report(make_agent(agent_spec, seed), games, opponents, episodes, seed,
-                                                    exploitability)}
+        report.agent = agent_spec
+        return report
+    return _scripted_report(agent_spec, make_agent(agent_spec, seed), eval_cfg, seed)
 
 
-def _scripted_report(agent: Agent, games: Sequence[str | GameSpec], opponents: Sequence[str], episodes: int, seed: int,
-                     exploitability: bool) -> dict[str, Any]:
+def _scripted_report(agent_spec: str, agent: Agent, eval_cfg: EvalConfig, seed: int) -> GameReport:
+    episodes = eval_cfg.episodes
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
-    specs, labels = _game_specs(games), _labels(opponents)
-    for spec in opponents:
-        if is_model_spec(spec):
-            raise ValueError(f"opponent {spec!r} is a model; scripted agents are evaluated against scripted opponents only")
-    report: dict[str, Any] = {}
+    specs, labels = _game_specs(eval_cfg.games), _labels(eval_cfg.opponents)
+    for opp_spec in eval_cfg.opponents:
+        if is_model_spec(opp_spec):
+            raise ValueError(f"opponent {opp_spec!r} is a model; scripted agents are evaluated against scripted opponents only")
+    report = GameReport(agent_spec, {})
     for spec in specs:
         reason = _unsupported(agent, spec)
         if reason is not None:
             raise ValueError(f"agent {agent.name!r} cannot be evaluated on {spec.name}: {reason}")
-        report[spec.name] = {}
+        result = report.games[spec.name] = GameResult()
         for opp_spec, label in labels.items():
             opponent = make_agent(opp_spec, seed)
             reason = _unsupported(opponent, spec)
             if reason is not None:
-                report[spec.name][label] = {"skipped": reason}
+                result.opponents[label] = Skipped(reason)
                 continue
-            report[spec.name][label] = {
-                f"seat{seat}": _seat_view(
+            result.opponents[label] = MatchResult({
+                seat: _seat_result(
                     play_match(spec.name, spec.params, [agent, opponent] if seat == 0 else [opponent, agent], episodes, seed),
                     seat,
                 )
                 for seat in SEATS
-            }
-        target = _exploitability_target(spec) if exploitability else None
+            })
+        target = _exploitability_target(spec) if eval_cfg.exploitability else None
         if target is not None:
-            result = policy_exploitability(agent.action_probabilities, target)
-            report[spec.name]["exploitability"] = result.exploitability
-            report[spec.name]["exploitability_detail"] = result.to_dict()
-    return {"games": report}
-
-
-# -- metrics for loggers -----------------------------------------------------------------------------
-
-
-def flatten_for_logging(report: dict[str, Any]) -> dict[str, float]:
-    """`eval/<game>/<opponent>/<metric>` (seats combined, games-weighted), `.../seat<i>/<metric>`, and
-    `eval/<game>/{exploitability,nash_conv,exploitability_invalid}` and, for games with few information sets
-    (Kuhn), the read-out policy `eval/kuhn_poker/policy/<information set>/<move>` from an `evaluate_games` report."""
-    flat: dict[str, float] = {}
-    for game, entries in report["games"].items():
-        for label, entry in entries.items():
-            if label == "exploitability":
-                flat[f"eval/{game}/exploitability"] = float(entry)
-            elif label == "exploitability_detail":
-                flat[f"eval/{game}/nash_conv"] = float(entry["nash_conv"])
-                flat[f"eval/{game}/exploitability_invalid"] = float(entry["invalid_mean"])
-                # The tabular policy itself (Kuhn has 12 information sets): eval/kuhn_poker/policy/1pb/call.
-                logged = entry["policy"] if len(entry["policy"]) <= LOGGED_POLICY_SETS else {}
-                for infoset, probs in logged.items():
-                    for move, prob in probs.items():
-                        flat[f"eval/{game}/policy/{infoset}/{move}"] = float(prob)
-            elif "skipped" not in entry:
-                prefix = f"eval/{game}/{label}"
-                seats = [entry[f"seat{s}"] for s in SEATS]
-                flat[f"{prefix}/games"] = sum(v["games"] for v in seats)
-                if "unplayed" in entry:
-                    flat[f"{prefix}/unplayed"] = float(entry["unplayed"])
-                for metric in _MEAN_METRICS:
-                    played = [v for v in seats if metric in v]
-                    if played:
-                        flat[f"{prefix}/{metric}"] = sum(v[metric] * v["games"] for v in played) / sum(v["games"] for v in played)
-                for s, view in zip(SEATS, seats):
-                    for metric, value in view.items():
-                        flat[f"{prefix}/seat{s}/{metric}"] = float(value)
-    return flat
+            result.exploitability = policy_exploitability(agent.action_probabilities, target)
+    return report

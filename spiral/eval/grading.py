@@ -1,21 +1,23 @@
 """Grading of benchmark answers: math by math-verify (last box only, under a hard timeout), letters for choices.
 
-Math answers are checked in worker processes that are killed when an answer overruns its deadline, so a
-pathological expression counts as wrong and never hangs an evaluation.
+Math answers are checked in worker processes (`python -m spiral.eval.grading_worker`) that are killed when an
+answer overruns its deadline, so a pathological expression counts as wrong and never hangs an evaluation.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing as mp
 import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
-from spiral.games.parsing import last_boxed
+from spiral.text import last_boxed
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds one answer may take to grade before it counts as wrong."""
@@ -52,48 +54,49 @@ def check_answer(completion: str, gold: str) -> bool:
     return bool(verify(gold_parsed, answer_parsed))
 
 
-def _worker(conn: Connection, check: Callable[[str, str], bool]) -> None:
-    """Worker loop: announce readiness after a warm-up (imports), then grade until told to stop."""
-    try:
-        check("\\boxed{1}", "1")
-    except Exception:
-        pass
-    conn.send("ready")
-    while True:
-        task = conn.recv()
-        if task is None:
-            return
-        index, completion, gold = task
-        try:
-            ok = bool(check(completion, gold))
-        except Exception:  # a grader error on odd input is a wrong answer, not a crash
-            ok = False
-        conn.send((index, ok))
+def check_spec(check: Callable[[str, str], bool]) -> str:
+    """`module:function`, the name a grading worker imports `check` by; refuses what it could not import."""
+    module, name = getattr(check, "__module__", None), getattr(check, "__qualname__", "")
+    if not module or module == "__main__" or not name or "<" in name:
+        raise ValueError(
+            f"a grading check must be a function defined at the top level of an importable module (workers import "
+            f"it by name and never import the caller's script), got {check!r}"
+        )
+    return f"{module}:{name}"
 
 
 class _Slot:
-    """One worker process and the task it is busy with."""
+    """One worker process and the task it is busy with.
 
-    def __init__(self, ctx: mp.context.BaseContext, check: Callable[[str, str], bool]):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, check), daemon=True)
-        self.proc.start()
-        child.close()
+    The worker is `python -m spiral.eval.grading_worker`, a fresh interpreter that imports only spiral and the
+    check function: unlike a multiprocessing child it never re-imports the caller's `__main__`, so grading works
+    from an unguarded script, `python -`, or a notebook. It talks over one end of a socket pair.
+    """
+
+    def __init__(self, check: str):
+        ours, theirs = socket.socketpair()
+        # The worker finds spiral and the check's module where this process did.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spiral.eval.grading_worker", str(theirs.fileno()), check],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        theirs.close()
+        self.conn = Connection(ours.detach())
         self.ready = False
         self.task: int | None = None
         self.deadline = 0.0
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.join()
+        self.proc.wait()
         self.conn.close()
 
 
 _MAX_STARTUP_FAILURES = 3
 _STARTUP_HELP = (
-    "math grading workers keep exiting on start-up. They are started with multiprocessing 'spawn', which "
-    "re-imports the main script: a script that grades answers must guard its entry point with "
-    "`if __name__ == '__main__':`."
+    "math grading workers (python -m spiral.eval.grading_worker) keep exiting on start-up; their error is printed "
+    "above. Is math-verify installed (pip install 'spiral[eval]')?"
 )
 
 
@@ -109,10 +112,9 @@ class GradingPool:
             workers = max(1, min(4, os.cpu_count() or 1))
         if workers < 1:
             raise ValueError(f"GradingPool needs at least one worker, got {workers}")
-        # spawn, not fork: the parent may hold inference-engine threads that must not be forked.
-        self._ctx = mp.get_context("spawn")
-        self._check = check
-        self._slots = [_Slot(self._ctx, check) for _ in range(workers)]
+        # Fresh interpreters, not forks: the parent may hold inference-engine threads that must not be forked.
+        self._check = check_spec(check)
+        self._slots = [_Slot(self._check) for _ in range(workers)]
         self._lock = threading.Lock()
         self._startup_failures = 0
 
@@ -137,10 +139,10 @@ class GradingPool:
             now = time.monotonic()
             deadlines = [s.deadline for s in self._slots if s.task is not None]
             wait_for = max(0.0, min(deadlines) - now) if deadlines else None
-            for conn in wait([s.conn for s in self._slots], timeout=wait_for):
-                slot = next(s for s in self._slots if s.conn is conn)
+            for ready in wait([s.conn for s in self._slots], timeout=wait_for):
+                slot = next(s for s in self._slots if s.conn is ready)
                 try:
-                    message = conn.recv()
+                    message = slot.conn.recv()
                 except (EOFError, OSError):  # the worker died (e.g. out of memory): its answer is wrong
                     if slot.task is not None:
                         busy -= 1
@@ -167,7 +169,7 @@ class GradingPool:
 
     def _replace(self, slot: _Slot) -> None:
         slot.kill()
-        self._slots[self._slots.index(slot)] = _Slot(self._ctx, self._check)
+        self._slots[self._slots.index(slot)] = _Slot(self._check)
 
     def close(self) -> None:
         for slot in self._slots:
@@ -176,10 +178,11 @@ class GradingPool:
             except (BrokenPipeError, OSError):
                 pass
         for slot in self._slots:
-            slot.proc.join(timeout=1.0)
-            if slot.proc.is_alive():
+            try:
+                slot.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
                 slot.proc.kill()
-                slot.proc.join()
+                slot.proc.wait()
             slot.conn.close()
         self._slots = []
 

@@ -24,12 +24,12 @@ class Game(abc.ABC):
 
     name: ClassVar[str] = ""
     num_players: ClassVar[int] = 2
-    description: ClassVar[str] = ""
+    description: str = ""
     """One paragraph of rules, shown to the model at the top of every prompt."""
     free_form: bool = False
     """True when the moves cannot be listed (`legal_actions()` is empty): the model writes a move and
     `apply_action` judges it; `action_constraint: choice` and agents that pick from a list refuse such games."""
-    max_turns: ClassVar[int] = 100
+    max_turns: int = 100
     """Upper bound on moves (at most `TURN_CAP` apply); `check_game` fails a game that runs longer and
     training ends it as a draw. Instances may override."""
 

@@ -170,7 +170,9 @@ def check_game(
             try:
                 replay.apply_action(move)
             except IllegalMoveError as err:
-                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})") from err
+                raise GameCheckError(
+                    f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})"
+                ) from err
             replay_traces.append(_trace(replay))
         if replay_traces != traces or tuple(replay.returns()) != returns:
             step = next((k for k, (a, b) in enumerate(zip(traces, replay_traces)) if a != b), len(moves))
@@ -216,7 +218,8 @@ def _check_free_form(make: Callable[[], Game], game: Game, *, games: int, seed: 
             try:
                 replay.apply_action(move)
             except IllegalMoveError as err:
-                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})") from err
+                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: "
+                                     f"{err} ({where})") from err
             replay_traces.append(_trace(replay))
         if replay_traces != traces:
             raise GameCheckError(f"not deterministic: replaying seed {game_seed} with the same moves differs ({where})")

@@ -49,7 +49,8 @@ class KuhnPoker(Game):
         hands_rule = (
             _ONE_HAND
             if hands == 1
-            else f"The game is {hands} hands; the players take turns acting first, and the player with more chips at the end wins."
+            else f"The game is {hands} hands; the players take turns acting first, and the player with more chips at the end "
+            "wins."
         )
         self.description = self._rules.format(
             deck=deck_size, ranks=" < ".join(self.card_names), hands_rule=hands_rule
@@ -60,7 +61,8 @@ class KuhnPoker(Game):
 
     def reset(self, seed: int) -> None:
         rng = random.Random(seed)
-        self.reset_deal([tuple(rng.sample(range(self.deck_size), 2)) for _ in range(self.hands)])
+        deals = (rng.sample(range(self.deck_size), 2) for _ in range(self.hands))
+        self.reset_deal([(first, second) for first, second in deals])
 
     def reset_deal(self, deals: Sequence[tuple[int, int]]) -> None:
         """Start a game with fixed cards: `deals[h] = (card of seat 0, card of seat 1)` for each hand."""

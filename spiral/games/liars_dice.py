@@ -9,8 +9,9 @@ import random
 import re
 
 from spiral.games.base import Game, IllegalMoveError
-from spiral.games.parsing import last_boxed, normalize_move
+from spiral.games.parsing import normalize_move
 from spiral.games.registry import register_game
+from spiral.text import last_boxed
 
 _BID = re.compile(r"(?:bid\s*:?\s*)?(\d{1,3})\s*(?:x|×|\*|dice of|of)?\s*(\d{1,2})s?")
 
@@ -87,6 +88,7 @@ class LiarsDice(Game):
         if not self.is_terminal():
             return [0.0, 0.0]
         quantity, face = self._bids[-1]
+        assert self._caller is not None  # a finished game ended with a call
         bid_holds = sum(cup.count(face) for cup in self._cups) >= quantity
         winner = 1 - self._caller if bid_holds else self._caller
         return [1.0, -1.0] if winner == 0 else [-1.0, 1.0]

@@ -41,7 +41,8 @@ class Prose:
         return ", ".join(f"{'You' if seat == player else 'Opponent'}: {name}" for seat, _, name in moves) or "none yet"
 
     def observation(self, game: OpenSpielGame, player: int) -> str:
-        return f"You are Player {player}.\nState (OpenSpiel's notation):\n{self.view(game.state, player)}\nMoves so far: {self.history(game, player)}."
+        return (f"You are Player {player}.\nState (OpenSpiel's notation):\n{self.view(game.state, player)}\n"
+                f"Moves so far: {self.history(game, player)}.")
 
 
 class KuhnProse(Prose):

@@ -30,6 +30,11 @@ _SOURCES: dict[str, str] = {}
 _builtins_loaded = False
 
 
+def builtin_game_names() -> list[str]:
+    """The in-tree games' names, in a fixed order (one module per game, named after it)."""
+    return [module.rsplit(".", 1)[1] for module in _BUILTIN_MODULES]
+
+
 class GameNotFound(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0])

@@ -10,8 +10,9 @@ import random
 import re
 
 from spiral.games.base import Game, IllegalMoveError
-from spiral.games.parsing import last_boxed, normalize_move
+from spiral.games.parsing import normalize_move
 from spiral.games.registry import register_game
+from spiral.text import last_boxed
 
 RESOURCE_NAMES = ("Wood", "Wheat", "Sheep", "Brick", "Ore", "Gold", "Stone", "Clay")
 _ARROW = re.compile(r"\s*(?:->|→|=>|in exchange for)\s*")
@@ -144,6 +145,7 @@ class SimpleNegotiation(Game):
             raise IllegalMoveError(f"{action[:200]!r} is not a valid move here")
         me = self.current_player()
         if read == "accept":
+            assert self._pending is not None  # "accept" reads as legal only with an offer on the table
             give, get = self._pending
             for i in range(len(self.resources)):  # the proposer is the other seat
                 self._inventory[1 - me][i] += get[i] - give[i]
@@ -152,6 +154,7 @@ class SimpleNegotiation(Game):
         elif read == "deny":
             self._pending = None
         else:
+            assert not isinstance(read, str)
             self._pending = read
         self._log.append((me, self._format(read)))
         self._turn += 1

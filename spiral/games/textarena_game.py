@@ -53,6 +53,7 @@ class TextArenaGame(Game):
             raise ImportError(f"{self.name} needs TextArena: pip install 'spiral[textarena]'") from None
         self.params = dict(params)
         self._env = self._make_env()
+        self._random: tuple[Any, ...] = random.Random(0).getstate()  # replaced by reset(seed)
         self._formatter = ta.wrappers.ActionFormattingWrapper(self._env)  # TextArena's rule: bracket a bare move
         self._lister = MOVE_LISTS.get(type(self._env).__name__)
         self.free_form = self._lister is None

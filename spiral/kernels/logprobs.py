@@ -12,9 +12,8 @@ import os
 import torch
 from torch import Tensor
 
+from spiral.choices import LOGPROB_BACKENDS
 from spiral.kernels.torch_chunked import TORCH_ROW_OPS, ChunkedTokenLogprobs, RowOps
-
-BACKENDS = ("auto", "torch", "triton")
 
 
 def _triton_row_ops() -> RowOps:
@@ -43,7 +42,7 @@ def _select_row_ops(backend: str, device: torch.device) -> RowOps:
                 "otherwise use backend='torch' or 'auto'"
             )
         return _triton_row_ops()
-    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    raise ValueError(f"unknown backend {backend!r}; expected one of {LOGPROB_BACKENDS}")
 
 
 def _validate(hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None, temperature: float,

@@ -17,8 +17,8 @@ reference); ``triton_logprobs`` provides fused Triton kernels for the same two s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -167,8 +167,8 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
         if grad_logprob is None:
             grad_logprob = torch.zeros_like(lse)
         grad_logprob = grad_logprob.float()
-        use_entropy = ctx.want_entropy and grad_entropy is not None
-        grad_entropy = grad_entropy.float() if use_entropy else None
+        grad_entropy = grad_entropy.float() if ctx.want_entropy and grad_entropy is not None else None
+        use_entropy = grad_entropy is not None
 
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         # The weight gradient sums over chunks in the weight's dtype with addmm_ (each GEMM accumulates
@@ -186,7 +186,7 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
                 lse[rows],
                 entropy[rows] if use_entropy else None,
                 grad_logprob[rows],
-                grad_entropy[rows] if use_entropy else None,
+                grad_entropy[rows] if grad_entropy is not None else None,
             )
             if grad_hidden is not None:
                 torch.mm(grad_logits, weight, out=grad_hidden[rows])

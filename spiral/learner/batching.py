@@ -14,7 +14,7 @@ compute them once for the whole batch.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -50,9 +50,9 @@ class Batch:
         return any(c >= 0 for c in self.choice_index)
 
     def to(self, device: torch.device | str) -> Batch:
-        tensors = (self.input_ids, self.position_ids, self.branch_ids, self.score_rows, self.score_cols,
-                   self.score_targets, self.advantages, self.sample_mask)
-        return Batch(*(t.to(device) for t in tensors), self.branch_lengths, self.choice_index, self.shared_prefix)
+        tensors = ("input_ids", "position_ids", "branch_ids", "score_rows", "score_cols", "score_targets",
+                   "advantages", "sample_mask")
+        return replace(self, **{name: getattr(self, name).to(device) for name in tensors})
 
     def sample_logprobs(self, flat: Tensor) -> Tensor:
         """[B, T] per-sample log-probs (zero-padded, see `sample_mask`) from one value per scored token.

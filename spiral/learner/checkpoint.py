@@ -24,7 +24,7 @@ from spiral.learner import distributed as dist_utils
 from spiral.learner.safe_load import trusted, weights_only_loads
 
 if TYPE_CHECKING:
-    from spiral.learner.learner import Learner
+    from spiral.learner.learner import Learner, PolicyScorer
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 _DS_TAG = "state"
@@ -63,7 +63,7 @@ def _rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(words), gauss],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
         "torch": torch.get_rng_state().tolist(),
     }
     if torch.cuda.is_available():
@@ -185,10 +185,11 @@ def _write_files(tmp: Path, step: int, learner: Learner, state: dict[str, Any]) 
     if not learner.is_lora or learner.cfg.checkpoint.save_merged:
         _save_hf_model(learner, tmp / "model")
     learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
-    if learner.cfg.algo.magnet_ema > 0 and dist_utils.is_main():  # every rank holds the same full magnet
+    magnet_ref = learner.reference if learner.cfg.algo.magnet_ema > 0 else None
+    if magnet_ref is not None and dist_utils.is_main():  # every rank holds the same full magnet
         from safetensors.torch import save_file
 
-        magnet = {n: p.detach().to("cpu").contiguous() for n, p in learner.reference.causal_lm.named_parameters()}
+        magnet = {n: p.detach().to("cpu").contiguous() for n, p in magnet_ref.causal_lm.named_parameters()}
         save_file(magnet, str(tmp / _MAGNET_FILE))
     (tmp / "rng").mkdir(exist_ok=True)
     (tmp / "rng" / f"rank-{dist_utils.rank()}.json").write_text(json.dumps(_rng_state()))
@@ -277,8 +278,8 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
     _apply_optimizer_settings(learner)
-    if learner.cfg.algo.magnet_ema > 0:
-        _load_magnet(path / _MAGNET_FILE, learner)
+    if learner.cfg.algo.magnet_ema > 0 and learner.reference is not None:
+        _load_magnet(path / _MAGNET_FILE, learner.reference)
     learner.updates = int(meta["learner"]["updates"])
     rng = _load_rng_state(path / "rng")
     if rng is not None:
@@ -286,7 +287,7 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     return {**meta["state"], "step": int(meta["step"])}
 
 
-def _load_magnet(file: Path, learner: Learner) -> None:
+def _load_magnet(file: Path, reference: PolicyScorer) -> None:
     """Put the moving KL reference saved with a checkpoint back (safetensors: data only, no code)."""
     if not file.is_file():
         raise CheckpointError(f"{file.parent} has no {_MAGNET_FILE}: it was saved without algo.magnet_ema, so the "
@@ -295,7 +296,7 @@ def _load_magnet(file: Path, learner: Learner) -> None:
 
     saved = load_file(str(file))
     with torch.no_grad():
-        for name, param in learner.reference.causal_lm.named_parameters():
+        for name, param in reference.causal_lm.named_parameters():
             param.copy_(saved[name])
 
 

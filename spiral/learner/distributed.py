@@ -37,7 +37,10 @@ def init_distributed() -> None:
         torch.cuda.set_device(local_rank())
     import deepspeed
 
-    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    from spiral.console import hushed
+
+    with hushed():  # on CPU DeepSpeed builds its shared-memory op here and prints that it did
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
     atexit.register(_destroy_process_group)
 
 

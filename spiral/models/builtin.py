@@ -85,21 +85,22 @@ def _corpus() -> list[str]:
     instructions from random play), math-style lines and printable ASCII, so prompts tokenise short."""
     import random
 
-    from spiral.agents.scripted import RandomAgent
-    from spiral.games.registry import _BUILTIN_MODULES, make_game
-    from spiral.rollout.prompts import TEMPLATES, prompt_content
+    from spiral.choices import TEMPLATES
+    from spiral.games.prompts import prompt_content
+    from spiral.games.registry import builtin_game_names, make_game
 
     lines = []
-    agent, rng = RandomAgent(), random.Random(0)
-    for module in _BUILTIN_MODULES:
-        name = module.rsplit(".", 1)[1]
+    rng = random.Random(0)
+    for name in builtin_game_names():
         for seed in range(40):
             game = make_game(name)
             game.reset(seed)
             while not game.is_terminal():
                 seat = game.current_player()
                 lines.append(prompt_content(game, seat, TEMPLATES[seed % len(TEMPLATES)]))
-                move = agent.act(game, rng)
+                legal = game.legal_actions()
+                # Drawn as the random agent draws, so the corpus (and the tokenizer built from it) stays the same.
+                move = rng.choices(legal, weights=[1.0 / len(legal)] * len(legal))[0]
                 lines.append(f"\\boxed{{{move}}}")
                 game.apply_action(move)
     lines += [f"{i} + {i * 37 % 1000} = {i + i * 37 % 1000}. The answer is \\boxed{{{i % 17}/{i % 5 + 1}}}."

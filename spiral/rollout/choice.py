@@ -1,12 +1,14 @@
 """Constrained moves (`rollout.action_constraint: choice`): the policy's probabilities of the legal moves.
 
 Each legal move is scored as the completion `\\boxed{move}` + end-of-sequence; the log-probs are
-renormalised over the legal moves. Used by the collector and by `ModelAgent.action_probabilities`.
+renormalised over the legal moves; `sample_move` plays one. Used by the collector, `ModelAgent` and the
+exploitability read-out.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,3 +48,17 @@ def choice_logprobs(
     """Like `choice_scores`, with each prompt's log-probs renormalised over its legal moves."""
     choices, totals = choice_scores(engine, prompts, moves, temperature)
     return choices, [log_normalise(t) for t in totals]
+
+
+def scoring_temperature(temperature: float) -> float:
+    """The temperature the legal moves are scored at: the sampling one, or 1 for greedy play (temperature 0
+    picks the most likely move, whose rank no temperature changes)."""
+    return temperature if temperature > 0 else 1.0
+
+
+def sample_move(logprobs: list[float], temperature: float, rng: random.Random) -> int:
+    """The index of the move played from renormalised legal-move log-probs: drawn by their probabilities with
+    `rng`, or the most likely one at temperature 0."""
+    if temperature > 0:
+        return rng.choices(range(len(logprobs)), weights=[math.exp(lp) for lp in logprobs])[0]
+    return max(range(len(logprobs)), key=logprobs.__getitem__)

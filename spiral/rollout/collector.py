@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 import traceback
@@ -39,10 +38,11 @@ from spiral.errors import SpiralError
 from spiral.games import Game, IllegalMoveError, make_game
 from spiral.games.base import TURN_CAP
 from spiral.games.check import returns_problem
-from spiral.games.parsing import last_boxed
-from spiral.rollout.choice import choice_logprobs
+from spiral.rollout.choice import choice_logprobs, sample_move, scoring_temperature
 from spiral.rollout.engine import Engine
 from spiral.rollout.prompts import PromptCache
+from spiral.seeding import derive_seed
+from spiral.text import last_boxed
 from spiral.types import (
     EngineOutput,
     GameRecord,
@@ -114,11 +114,6 @@ class GameError(SpiralError):
             f"g = make_game({spec.name!r}, {self.params!r}); g.reset({seed}); then g.apply_action(m) for each "
             "move. Set rollout.on_game_error=drop to drop such games and go on"
         )
-
-
-def derive_seed(*keys: object) -> int:
-    """A 31-bit seed from any keys; stable across processes (string seeding hashes with SHA-512)."""
-    return random.Random("/".join(map(str, keys))).getrandbits(31)
 
 
 def invalid_reason(output: EngineOutput) -> str:
@@ -269,6 +264,7 @@ class Collector:
             g.to_move = seat
             if seat in g.policy_seats or isinstance(self.opponent, Engine):
                 return
+            assert self.opponent is not None  # the policy plays every seat when there is no opponent
             observation = g.game.observation(seat)
             move = self.opponent.act(g.game, g.rng)
             name = getattr(self.opponent, "name", type(self.opponent).__name__)
@@ -347,15 +343,12 @@ class Collector:
                 sampling: SamplingSettings) -> list[tuple[EngineOutput, str, list[list[int]], int]]:
         """`action_constraint: choice`: sample each move from the legal moves' renormalised probabilities
         (one score call for the batch; temperature 0 takes the most likely; top_p does not apply)."""
-        temperature = sampling.temperature if sampling.temperature > 0 else 1.0
+        temperature = scoring_temperature(sampling.temperature)
         choices, logprobs = choice_logprobs(engine, [p for _, _, p in batch], legal, temperature)
         rng = random.Random(sampling.seed)
         played = []
         for moves, options, lps in zip(legal, choices, logprobs):
-            if sampling.temperature > 0:
-                i = rng.choices(range(len(moves)), weights=[math.exp(lp) for lp in lps])[0]
-            else:
-                i = max(range(len(moves)), key=lps.__getitem__)
+            i = sample_move(lps, sampling.temperature, rng)
             text = engine.tokenizer.decode(options[i], skip_special_tokens=True)
             played.append((EngineOutput(options[i], text, [lps[i]], "stop"), moves[i], options, i))
         return played

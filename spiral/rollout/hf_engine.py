@@ -21,8 +21,7 @@ import torch
 from spiral.models.cascade import SharedKV, shared_prefix_kv, use_cascade_attention
 from spiral.models.dtypes import resolve_dtype
 from spiral.models.prefix import shared_prefix_length
-from spiral.rollout.engine import Engine
-from spiral.rollout.engines import check_score_inputs, token_budgets
+from spiral.rollout.engine import Engine, check_score_inputs, token_budgets
 from spiral.rollout.hf_cache import preallocated_cache
 from spiral.types import EngineOutput, SamplingSettings
 
@@ -202,6 +201,7 @@ class HFEngine(Engine):
         logits, context = self._prefill(prompts, 1, [len(p) for p in prompts], decode_room=max(budgets))
         logits = logits[:, -1]
         mask, positions, cache = context.mask, context.last_position, context.cache
+        assert cache is not None  # prefilled with decode room, so it holds a preallocated cache
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]

@@ -11,24 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spiral.games.prompts import prompt_content
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from spiral.games.base import Game
-
-TEMPLATES = ("chat", "qwen3_base", "direct")
-
-REASONING_INSTRUCTION = "Think step by step, then put your move in \\boxed{}, for example \\boxed{move}."
-DIRECT_INSTRUCTION = "Answer immediately with only your move in \\boxed{}, for example \\boxed{move}, and nothing else."
-
-
-def prompt_content(game: Game, seat: int, template: str) -> str:
-    """The user message: rules, what `seat` sees (games list the legal moves there), and the instruction."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
-    instruction = DIRECT_INSTRUCTION if template == "direct" else REASONING_INSTRUCTION
-    return f"{game.description}\n\n{game.observation(seat)}\n\n{instruction}"
-
 
 def qwen3_raw(content: str) -> str:
     """One user turn in the raw im_start format (base models have no chat template but were pre-trained on it)."""

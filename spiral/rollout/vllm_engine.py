@@ -21,8 +21,7 @@ from typing import Any
 import torch
 
 from spiral.models.dtypes import resolve_dtype
-from spiral.rollout.engine import Engine
-from spiral.rollout.engines import check_score_inputs, token_budgets
+from spiral.rollout.engine import Engine, check_score_inputs, token_budgets
 from spiral.types import EngineOutput, SamplingSettings
 
 _GIB = 2**30

@@ -18,9 +18,9 @@ from spiral.agents.base import Agent
 from spiral.config.schema import GameSpec
 from spiral.errors import SpiralError
 from spiral.games import make_game
-from spiral.rollout.collector import derive_seed
-from spiral.games.parsing import last_boxed, last_boxed_span
 from spiral.rollout.prompts import render_prompt
+from spiral.seeding import derive_seed
+from spiral.text import last_boxed, last_boxed_span
 from spiral.types import GameRecord, TurnRecord, TurnSample
 
 if TYPE_CHECKING:

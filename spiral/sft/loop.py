@@ -17,8 +17,8 @@ from spiral.learner import distributed as dist
 from spiral.learner.batching import shuffled_order
 from spiral.learner.checkpoint import load_checkpoint, prepare_resume, save_checkpoint
 from spiral.models import resolve_model_path
-from spiral.rollout.collector import derive_seed
 from spiral.rundir import resume_point
+from spiral.seeding import derive_seed
 from spiral.sft.data import SftDataError, SftExample, build_examples, play_records, read_records, split_records
 from spiral.tracking import MetricsLogger
 from spiral.types import GameRecord
@@ -40,9 +40,8 @@ def sft(cfg: SpiralConfig) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.model.trust_remote_code)
     records = read_records(cfg.sft.data) if cfg.sft.data else _play(cfg)
     train_records, eval_records = split_records(records, cfg.sft.eval_fraction, cfg.run.seed)
-    build = dict(keep=cfg.sft.filter, move_weight=cfg.sft.move_weight)
-    train_set = build_examples(train_records, tokenizer, cfg.rollout.template, **build)
-    eval_set = build_examples(eval_records, tokenizer, cfg.rollout.template, **build)
+    train_set, eval_set = (build_examples(part, tokenizer, cfg.rollout.template, keep=cfg.sft.filter,
+                                          move_weight=cfg.sft.move_weight) for part in (train_records, eval_records))
     if not train_set:
         raise SftDataError(f"sft: {len(train_records)} training games hold no turn to learn from with "
                            f"sft.filter={cfg.sft.filter!r} (no winners? only invalid moves?)")
@@ -85,7 +84,7 @@ def _play(cfg: SpiralConfig) -> list[GameRecord]:
     """Games between `sft.agents` on the fly; model agents run on an engine of `rollout.engine`."""
     from spiral.agents import is_model_spec, make_agent
     from spiral.agents.model import ModelAgent
-    from spiral.rollout.engines import create_engine_from_config
+    from spiral.rollout.engine_factory import create_engine_from_config
     from spiral.types import SamplingSettings
 
     engines = []
@@ -128,7 +127,9 @@ def _publish_model(run_dir: Path) -> Path:
 
     target = run_dir / "model"
     if dist.is_main():
-        source = latest_checkpoint(run_dir) / "model"
+        last = latest_checkpoint(run_dir)
+        assert last is not None  # sft() saves its final step before publishing
+        source = last / "model"
         tmp = run_dir / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp, copy_function=_link_or_copy)

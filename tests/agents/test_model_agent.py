@@ -15,7 +15,7 @@ from spiral.types import SamplingSettings
 
 @pytest.fixture(scope="module")
 def engine():
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
 
     return create_engine("hf", "builtin:tiny", max_model_len=1024, seed=0)
 
@@ -71,7 +71,7 @@ def test_model_agent_choice_mode_plays_only_legal_moves():
 
     from spiral.agents.model import ModelAgent
     from spiral.games import make_game
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
     from spiral.types import SamplingSettings
 
     engine = create_engine("hf", "builtin:tiny", max_model_len=1024, seed=0)

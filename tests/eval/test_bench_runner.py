@@ -86,8 +86,9 @@ def test_end_to_end_records_and_metrics(engine, data_dir, tmp_path, capsys):
     assert results["versions"]["torch"] == torch.__version__
     assert results["config"]["sampling"]["max_tokens"] == 8 and results["model"] == "builtin:tiny"
     assert json.loads((out / RESULTS_FILE).read_text()) == results
-    printed = capsys.readouterr().out
-    assert "| math500 | 4 |" in printed and "| mmlu_pro | 2 |" in printed
+    printed = capsys.readouterr()
+    assert "| math500 | 4 |" in printed.out and "| mmlu_pro | 2 |" in printed.out
+    assert "eval 12/12" in printed.err  # the progress, as plain lines off a terminal
 
 
 @pytest.mark.slow

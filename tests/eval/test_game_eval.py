@@ -4,40 +4,55 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.eval.game_eval import flatten_for_logging, game_report, opponent_label
-from spiral.types import SamplingSettings
+from spiral.config.schema import EvalConfig, RolloutConfig
+from spiral.eval.game_eval import GameReport, MatchResult, Skipped, game_report, opponent_label
 
 SEAT_KEYS = {"games", "return_mean", "return_stderr", "win_rate", "loss_rate", "draw_rate", "invalid_rate",
              "opponent_invalid_rate", "length_mean"}
 
 
+def _report(agent: str, games: list[str], opponents: list[str], episodes: int, seed: int, *,
+            rollout: RolloutConfig | None = None, engine_kwargs: dict | None = None, **eval_settings) -> GameReport:
+    eval_cfg = EvalConfig(games=games, opponents=opponents, episodes=episodes, **eval_settings)
+    return game_report(agent, eval_cfg, rollout or RolloutConfig(), seed=seed, engine_kwargs=engine_kwargs)
+
+
+def _seats(report: GameReport, game: str, opponent: str) -> dict[str, dict[str, float]]:
+    match = report.games[game].opponents[opponent]
+    assert isinstance(match, MatchResult)
+    return {f"seat{seat}": view.to_dict() for seat, view in match.seats.items()}
+
+
 def test_nash_beats_random_at_kuhn_and_is_unexploitable():
-    report = game_report("nash", ["kuhn_poker"], ["random"], episodes=600, seed=3)
-    kuhn = report["games"]["kuhn_poker"]
-    assert abs(kuhn["exploitability"]) < 1e-9
-    seat1 = kuhn["random"]["seat1"]
+    report = _report("nash", ["kuhn_poker"], ["random"], episodes=600, seed=3)
+    kuhn = report.games["kuhn_poker"]
+    assert kuhn.exploitability is not None and abs(kuhn.exploitability.exploitability) < 1e-9
+    seats = _seats(report, "kuhn_poker", "random")
+    seat1 = seats["seat1"]
     assert set(seat1) == SEAT_KEYS and seat1["games"] == 600
     # An equilibrium never loses in expectation; allow three standard errors of noise.
     assert seat1["return_mean"] >= -3 * seat1["return_stderr"]
-    for view in kuhn["random"].values():
+    for view in seats.values():
         assert view["win_rate"] + view["loss_rate"] + view["draw_rate"] == pytest.approx(1.0)
         assert view["invalid_rate"] == view["opponent_invalid_rate"] == 0.0
 
 
 def test_minimax_never_loses_tic_tac_toe():
-    report = game_report("minimax", ["tic_tac_toe"], ["random", "minimax"], episodes=40, seed=0)
-    ttt = report["games"]["tic_tac_toe"]
-    assert "exploitability" not in ttt
+    report = _report("minimax", ["tic_tac_toe"], ["random", "minimax"], episodes=40, seed=0)
+    assert report.games["tic_tac_toe"].exploitability is None
+    assert "exploitability" not in report.to_dict()["games"]["tic_tac_toe"]
+    against_random, against_minimax = _seats(report, "tic_tac_toe", "random"), _seats(report, "tic_tac_toe", "minimax")
     for seat in ("seat0", "seat1"):
-        assert ttt["random"][seat]["loss_rate"] == 0.0
-        assert ttt["minimax"][seat]["draw_rate"] == 1.0  # perfect play against itself is always a draw
-    assert ttt["random"]["seat0"]["win_rate"] > 0.5
+        assert against_random[seat]["loss_rate"] == 0.0
+        assert against_minimax[seat]["draw_rate"] == 1.0  # perfect play against itself is always a draw
+    assert against_random["seat0"]["win_rate"] > 0.5
 
 
 def test_scripted_opponent_that_cannot_play_is_skipped_and_not_logged():
-    report = game_report("random", ["kuhn_poker"], ["minimax", "nash"], episodes=5, seed=0)
-    assert "skipped" in report["games"]["kuhn_poker"]["minimax"]
-    flat = flatten_for_logging(report)
+    report = _report("random", ["kuhn_poker"], ["minimax", "nash"], episodes=5, seed=0)
+    assert isinstance(report.games["kuhn_poker"].opponents["minimax"], Skipped)
+    assert "skipped" in report.to_dict()["games"]["kuhn_poker"]["minimax"]
+    flat = report.to_metrics()
     assert not any("/minimax/" in k for k in flat)
     assert flat["eval/kuhn_poker/exploitability"] == pytest.approx(11 / 24, abs=1e-9)
     assert flat["eval/kuhn_poker/nash/games"] == 10
@@ -45,13 +60,13 @@ def test_scripted_opponent_that_cannot_play_is_skipped_and_not_logged():
 
 def test_agent_that_cannot_play_a_game_is_an_error():
     with pytest.raises(ValueError, match="nash.*tic_tac_toe"):
-        game_report("nash", ["tic_tac_toe"], ["random"], episodes=2, seed=0)
+        _report("nash", ["tic_tac_toe"], ["random"], episodes=2, seed=0)
 
 
 def test_flatten_combines_seats_weighted_by_games():
-    report = game_report("random", ["kuhn_poker"], ["nash"], episodes=50, seed=1)
-    flat = flatten_for_logging(report)
-    seats = report["games"]["kuhn_poker"]["nash"]
+    report = _report("random", ["kuhn_poker"], ["nash"], episodes=50, seed=1)
+    flat = report.to_metrics()
+    seats = _seats(report, "kuhn_poker", "nash")
     for metric in ("return_mean", "win_rate", "length_mean"):
         assert flat[f"eval/kuhn_poker/nash/{metric}"] == pytest.approx((seats["seat0"][metric] + seats["seat1"][metric]) / 2)
         assert flat[f"eval/kuhn_poker/nash/seat1/{metric}"] == seats["seat1"][metric]
@@ -67,10 +82,10 @@ def test_opponent_labels():
 @pytest.mark.slow
 def test_tiny_model_report_counts_invalid_moves_of_both_seats():
     # One new token can never spell a boxed move, so every model move (policy or opponent) is invalid.
-    sampling = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=1)
-    report = game_report("builtin:tiny", ["kuhn_poker"], ["random", "builtin:tiny"], episodes=3, seed=0,
-                         template="direct", sampling=sampling, engine_kwargs={"max_model_len": 1024})
-    kuhn = report["games"]["kuhn_poker"]
+    report = _report("builtin:tiny", ["kuhn_poker"], ["random", "builtin:tiny"], episodes=3, seed=0,
+                     rollout=RolloutConfig(template="direct"), engine_kwargs={"max_model_len": 1024},
+                     temperature=1.0, top_p=1.0, max_tokens=1)
+    kuhn = report.to_dict()["games"]["kuhn_poker"]
     assert 0.0 <= kuhn["exploitability"] <= 2.0
     assert kuhn["exploitability_detail"]["mode"] == "exact"
     for opponent in ("random", "builtin:tiny"):
@@ -85,7 +100,6 @@ def test_tiny_model_report_counts_invalid_moves_of_both_seats():
     assert (seat0["invalid_rate"], seat0["opponent_invalid_rate"], seat0["loss_rate"]) == (1.0, 0.0, 1.0)
     assert (seat1["invalid_rate"], seat1["opponent_invalid_rate"], seat1["win_rate"]) == (0.0, 1.0, 1.0)
     assert seat1["response_len_mean"] == 0.0 and "unplayed" not in kuhn["builtin:tiny"]
-    flat = flatten_for_logging(report)
+    flat = report.to_metrics()
     assert flat["eval/kuhn_poker/builtin:tiny/opponent_invalid_rate"] == 0.5
     assert "eval/kuhn_poker/exploitability" in flat and "eval/kuhn_poker/random/response_len_mean" in flat
-

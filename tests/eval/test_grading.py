@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -142,3 +145,38 @@ def test_every_gold_answer_grades_correct_against_itself():
         failures[name] = [p.gold for p, ok in zip(problems, results) if not ok]
         print(f"{name}: {len(failures[name])} of {len(problems)} gold answers not graded correct: {failures[name][:5]}")
         assert len(failures[name]) <= 0.01 * len(problems), (name, failures[name][:10])
+
+
+_UNGUARDED = """
+import time
+from spiral.eval.grading import grade_many, is_correct
+print(is_correct("so the answer is \\\\boxed{\\\\frac{1}{2}}", "0.5"))
+start = time.monotonic()
+print(grade_many([("\\\\boxed{9^{9^{9^{9}}}}", "7"), ("\\\\boxed{7}", "7")], timeout=1.0))
+print(time.monotonic() - start < 60)
+"""
+
+
+def _run_unguarded(tmp_path: Path, *, from_stdin: bool) -> list[str]:
+    """Grading called at the top level of a script with no `__main__` guard, as a file or piped to `python -`."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    if from_stdin:
+        proc = subprocess.run([sys.executable, "-"], input=_UNGUARDED, capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=600)
+    else:
+        script = tmp_path / "grade.py"
+        script.write_text(_UNGUARDED)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
+
+
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["script", "stdin"])
+def test_grading_works_from_an_unguarded_script_and_keeps_its_deadline(tmp_path, from_stdin):
+    assert _run_unguarded(tmp_path, from_stdin=from_stdin) == ["True", "[False,", "True]", "True"]
+
+
+def test_a_check_that_workers_could_not_import_is_refused():
+    with pytest.raises(ValueError, match="top level of an importable module"):
+        GradingPool(workers=1, check=lambda completion, gold: True)

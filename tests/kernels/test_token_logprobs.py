@@ -83,9 +83,9 @@ def test_torch_path_holds_the_chunk_and_one_fp32_block():
 def test_torch_path_is_exact_against_float64(dtype, backward):
     """Given the logits in the model's dtype, log-probs and entropy are those of a float64 log-softmax to fp32
     rounding (the entropy to that of its fp32 sum), across chunks and across the fp32 row blocks inside a chunk
-    (65,536 columns: 64-row blocks; 150 tokens in chunks of 128). One-hot hidden rows make every logit a weight entry, exact in any dtype, so the
-    reference sees the same logits whatever the GEMM's blocking. Gradients are checked in fp32, where the
-    reference's are representable. (A log-softmax in bf16, as TRL's selective_log_softmax does for bf16 logits, is
+    (65,536 columns: 64-row blocks; 150 tokens in chunks of 128). One-hot hidden rows make every logit a weight entry,
+    exact in any dtype, so the reference sees the same logits whatever the GEMM's blocking. Gradients are checked in
+    fp32, where the reference's are representable. (A log-softmax in bf16, as TRL's selective_log_softmax does for bf16 logits, is
     off by up to 0.06 nats at a 151,936-token vocabulary.)"""
     tokens, hidden_size, vocab, chunk, temperature = 150, 16, 65536, 128, 0.7
     gen = torch.Generator().manual_seed(3)

@@ -11,7 +11,7 @@ import torch
 from spiral.learner import distributed as dist_utils
 from spiral.learner.checkpoint import save_checkpoint
 from spiral.learner.learner import Learner
-from tests.learner.conftest import make_samples, small_config
+from tests.learner.helpers import make_samples, small_config
 
 
 def main() -> None:

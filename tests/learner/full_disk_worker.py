@@ -9,7 +9,7 @@ from pathlib import Path
 from spiral.learner.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from spiral.learner.learner import Learner
 from spiral.models import resolve_model_path
-from tests.learner.conftest import make_samples, small_config
+from tests.learner.helpers import make_samples, small_config
 
 run_dir = Path(sys.argv[1])
 cfg = small_config()

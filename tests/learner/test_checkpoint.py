@@ -12,9 +12,9 @@ from spiral.learner.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from spiral.learner.safe_load import TRUST_ENV, UnsafeCheckpointError
 from spiral.learner.learner import Learner
-from tests.learner.conftest import make_samples, small_config, weights
+from spiral.learner.safe_load import TRUST_ENV, UnsafeCheckpointError
+from tests.learner.helpers import make_samples, small_config, weights
 
 
 class _Unserialisable:

@@ -11,7 +11,7 @@ import torch
 
 from spiral.learner.learner import Learner
 from tests.launch import clean_env, torchrun_cmd
-from tests.learner.conftest import make_samples, small_config, weights
+from tests.learner.helpers import make_samples, small_config, weights
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,4 +72,5 @@ def test_two_ranks_match_one_process(tmp_path, tiny_path, stage):
     single.update(make_samples(6))
     resumed.update(make_samples(6))
     after, expected = weights(resumed), weights(single)
-    assert max((after[k] - expected[k]).abs().max().item() for k in expected) <= 0.2 * lr  # the first comparison's noise, carried one step
+    # The first comparison's noise, carried one step.
+    assert max((after[k] - expected[k]).abs().max().item() for k in expected) <= 0.2 * lr

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spiral.learner.learner import Learner
-from tests.learner.conftest import make_samples, small_config, weights
+from tests.learner.helpers import make_samples, small_config, weights
 
 
 def _objective(learner: Learner, samples) -> float:

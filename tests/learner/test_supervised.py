@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from spiral.learner.learner import Learner
-from tests.learner.conftest import make_samples, small_config
+from tests.learner.helpers import make_samples, small_config
 
 
 def _reference_nll(model_path: str, samples, weights) -> float:

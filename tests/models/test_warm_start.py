@@ -1,4 +1,5 @@
-"""builtin:tiny-kuhn-format and builtin:small-kuhn-format: the built-in models warm-started by `spiral sft` answers in the boxed format, with no strategy."""
+"""builtin:tiny-kuhn-format and builtin:small-kuhn-format: the built-in models warm-started by `spiral sft` answer
+in the boxed format, with no strategy."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from spiral.eval.exploitability import model_exploitability
 from spiral.models import resolve_model_path
 from spiral.models.builtin import recipe_path
-from spiral.rollout.engines import create_engine
+from spiral.rollout.engine_factory import create_engine
 from spiral.types import SamplingSettings
 
 pytestmark = pytest.mark.slow

@@ -393,7 +393,7 @@ def test_write_transcripts_one_game_per_line(tokenizer, tmp_path):
 
 @pytest.fixture(scope="module")
 def hf_engine():
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
 
     return create_engine("hf", "builtin:tiny", max_model_len=1024, seed=0)
 
@@ -432,7 +432,7 @@ def test_hf_same_seed_same_samples(hf_engine):
 @pytest.mark.slow
 def test_vllm_engine_end_to_end_and_reproducible():
     pytest.importorskip("vllm")
-    from spiral.rollout.engines import create_engine
+    from spiral.rollout.engine_factory import create_engine
 
     engine = create_engine("vllm", "builtin:tiny", max_model_len=1024, seed=0, kv_cache_gb=0.25)
     try:

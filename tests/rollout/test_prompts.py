@@ -7,10 +7,9 @@ import copy
 import pytest
 
 from spiral.games import make_game
+from spiral.games.prompts import DIRECT_INSTRUCTION, REASONING_INSTRUCTION
 from spiral.models import resolve_model_path
 from spiral.rollout.prompts import (
-    DIRECT_INSTRUCTION,
-    REASONING_INSTRUCTION,
     PromptCache,
     build_prompt,
     build_prompts,

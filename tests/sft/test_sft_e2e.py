@@ -18,7 +18,7 @@ from spiral.config.schema import GameSpec
 from spiral.rollout.collector import write_transcripts
 from spiral.sft.data import play_records
 from tests.launch import clean_env
-from tests.train.conftest import deterministic_view, read_metrics
+from tests.train.helpers import deterministic_view, read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from spiral.config import load_config
 from spiral.learner.learner import Learner
 from spiral.models import resolve_model_path
 from spiral.rollout.collector import Collector
-from spiral.rollout.engines import create_engine_from_config
+from spiral.rollout.engine_factory import create_engine_from_config
 
 REPO = Path(__file__).parents[2]
 

@@ -13,7 +13,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from tests.launch import clean_env, torchrun_cmd
-from tests.train.conftest import REPO, read_metrics, spiral_train_cmd
+from tests.train.helpers import REPO, read_metrics, spiral_train_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 

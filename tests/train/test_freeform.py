@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.launch import clean_env
-from tests.train.conftest import read_metrics
+from tests.train.helpers import read_metrics
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]

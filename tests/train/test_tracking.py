@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spiral.tracking import MetricsLogger
-from tests.train.conftest import REPO
+from tests.train.helpers import REPO
 
 wandb = pytest.importorskip("wandb")
 
@@ -44,7 +44,8 @@ def test_an_unreachable_server_falls_back_to_offline(tmp_path):
     env = {**os.environ, "WANDB_API_KEY": "x" * 40, "WANDB_MODE": "online", "WANDB_SILENT": "true",
            "WANDB_BASE_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
            "WANDB_INIT_TIMEOUT": "10"}
-    code = f"from pathlib import Path; from tests.train.test_tracking import _log_two_steps; _log_two_steps(Path({str(tmp_path)!r}))"
+    code = ("from pathlib import Path; from tests.train.test_tracking import _log_two_steps; "
+            f"_log_two_steps(Path({str(tmp_path)!r}))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "logging offline" in proc.stderr

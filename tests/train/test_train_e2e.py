@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from tests.launch import clean_env
-from tests.train.conftest import (
+from tests.train.helpers import (
     deterministic_view,
     read_metrics,
     run_train,

@@ -1,4 +1,4 @@
-"""Shared helpers for end-to-end training tests: a tiny, fast config and metric readers."""
+"""Helpers for end-to-end training tests: a tiny, fast config and metric readers."""
 
 from __future__ import annotations
 
