@@ -62,6 +62,17 @@ def decode_batches(data: list[list[dict[str, Any]]]) -> list[list[Batch]]:
              for b in step] for step in data]
 
 
+def publish_weights(learner: Learner, bridge: Bridge | None, header: dict[str, Any]) -> None:
+    """Broadcast `learner`'s weights and `header` to the actors, bucket by bucket. Every learner rank calls it
+    (under ZeRO-3 each bucket is gathered collectively); only rank 0, which holds the `bridge`, sends."""
+    buckets = learner.weight_buckets()
+    if bridge is None:
+        for _ in buckets:
+            pass
+        return
+    bridge.send_weights(header, buckets)
+
+
 class LearnerLoop:
     """One learner rank's training loop (`bridge` on learner rank 0 only)."""
 
@@ -106,16 +117,9 @@ class LearnerLoop:
             self.next_batch += 1
 
     def _publish(self, version: int) -> None:
-        """Broadcast the current weights as `version` to the actors, bucket by bucket (every learner rank iterates:
-        under ZeRO-3 each bucket is gathered collectively)."""
-        buckets = self.learner.weight_buckets()
-        if self.bridge is None:
-            for _ in buckets:
-                pass
-            return
-        header = {"version": version, "start_step": self.start_step, "next_batch": self.next_batch,
-                  "pool": self.pool.state_dict()}
-        self.bridge.send_weights(header, buckets)
+        """Broadcast the current weights to the actors as `version` (see `publish_weights`)."""
+        publish_weights(self.learner, self.bridge, {"version": version, "start_step": self.start_step,
+                                                    "next_batch": self.next_batch, "pool": self.pool.state_dict()})
 
     def _evaluation(self, version: int) -> dict[str, float]:
         """Actor 0's evaluation of `version`, when due (rank 0 receives it; others return nothing)."""
