@@ -80,4 +80,5 @@ class Actor:
             self.bridge.send(("batch", batch), 0)
         while self.version < cfg.trainer.steps:
             self._take_weights()
+        self.bridge.close()
         self.engine.close()

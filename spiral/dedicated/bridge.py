@@ -49,6 +49,12 @@ class Bridge:
                                                   self.size, options)
             self._device = torch.device("cuda", torch.cuda.current_device())
 
+    def close(self) -> None:
+        """Shut the groups down while the interpreter is whole: left to its shutdown, gloo's worker threads can
+        outlive it and abort the process (see `distributed._destroy_process_group`)."""
+        for group in {id(g): g for g in (self._objects, self._tensors)}.values():
+            group.shutdown()
+
     def _peer(self, bridge_rank: int) -> str:
         if bridge_rank == 0:
             return "learner rank 0"

@@ -204,5 +204,7 @@ class LearnerLoop:
                 write_transcripts(rollout.records, self.run_dir / "transcripts" / f"step-{step:06d}.jsonl")
             self.logger.log(step, metrics, steps)
         self.logger.close()
+        if self.bridge is not None:
+            self.bridge.close()
         return self.run_dir
 

@@ -79,7 +79,7 @@ def _dedicated(ranks: int, run_dir: Path, *extra: str) -> list[str]:
 
 
 def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, check=False, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, check=False, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
