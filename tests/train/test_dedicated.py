@@ -87,7 +87,7 @@ def _run(cmd: list[str]) -> None:
 @pytest.mark.distributed
 def test_staleness_zero_reproduces_the_colocated_run(tmp_path: Path) -> None:
     args = ["trainer.steps=2", "eval.every=2", "rollout.samples_per_step=12"]
-    run_train(tmp_path / "colocated", *args)
+    run_train(tmp_path / "colocated", *args, timeout=1800)
     _run(_dedicated(2, tmp_path / "dedicated", "trainer.actor_ranks=1", "rollout.max_staleness=0", *args))
     want, got = read_metrics(tmp_path / "colocated"), read_metrics(tmp_path / "dedicated")
     assert [r["step"] for r in got] == [r["step"] for r in want] == [0, 1, 2]
@@ -115,7 +115,7 @@ def test_two_actors_one_step_stale_and_an_exact_resume(tmp_path: Path) -> None:
     interrupted = tmp_path / "interrupted"
     launcher = subprocess.Popen(_dedicated(3, interrupted, *args), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
+    deadline = time.time() + 1800
     while time.time() < deadline and launcher.poll() is None:
         if (interrupted / "metrics.jsonl").exists() and any(r["step"] == 2 for r in read_metrics(interrupted)):
             os.killpg(launcher.pid, signal.SIGKILL)
@@ -176,7 +176,7 @@ def test_a_killed_actor_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) ->
                                            "trainer.steps=200", "eval.every=0", "checkpoint.every=1"),
                                 env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ckpt = run_dir / "checkpoints" / "step-000001"
-    deadline = time.time() + 600
+    deadline = time.time() + 1800
     while not ckpt.exists() and time.time() < deadline and launcher.poll() is None:
         time.sleep(0.5)
     assert ckpt.exists(), "no checkpoint appeared"
