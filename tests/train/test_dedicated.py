@@ -118,7 +118,9 @@ def test_two_actors_one_step_stale_and_an_exact_resume(tmp_path: Path) -> None:
     deadline = time.time() + 1800
     while time.time() < deadline and launcher.poll() is None:
         if (interrupted / "metrics.jsonl").exists() and any(r["step"] == 2 for r in read_metrics(interrupted)):
-            os.killpg(launcher.pid, signal.SIGKILL)
+            # torchrun starts each worker in a session of its own: kill them, not only the launcher's group.
+            for proc in [*psutil.Process(launcher.pid).children(recursive=True), psutil.Process(launcher.pid)]:
+                proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.2)
     launcher.wait(timeout=60)
