@@ -7,7 +7,6 @@ this file keeps the algorithm visible. It runs alone or under torchrun, one engi
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from spiral.models import resolve_model_path
 from spiral.rollout.collector import Collector, Rollout, write_transcripts
 from spiral.rollout.engine import Engine
 from spiral.rollout.engine_factory import create_engine_from_config
-from spiral.rollout.opponents import OpponentPool
+from spiral.rollout.opponents import Opponents
 from spiral.rundir import resume_point
 from spiral.seeding import derive_seed
 from spiral.tracking import MetricsLogger
@@ -38,6 +37,10 @@ from spiral.types import TurnSample
 
 def train(cfg: SpiralConfig) -> Path:
     """Run (or resume) training as configured; returns the run directory."""
+    if cfg.trainer.layout == "dedicated":
+        from spiral.dedicated.run import train_dedicated
+
+        return train_dedicated(cfg)
     dist.init_distributed()
     run_dir = Path(cfg.run.dir)
     resume_from = resume_point(cfg, run_dir, is_main=dist.is_main())
@@ -51,21 +54,19 @@ def train(cfg: SpiralConfig) -> Path:
     learner = Learner(cfg, model_path, load_universal=resume_from is not None and prepare_resume(resume_from))
     engine = create_engine_from_config(cfg, model_path)
     baselines = RoleBaselines()
-    pool = OpponentPool(cfg.rollout.pool_size)
+    opponents = Opponents(cfg, model_path)
     start_step = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, learner)
         start_step = int(state["step"])
         baselines.load_state_dict(state["rae"])
-        pool.load_state_dict(state["opponent_pool"])
+        opponents.pool.load_state_dict(state["opponent_pool"])
         engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
 
     logger = MetricsLogger(run_dir, enabled=dist.is_main(), console=cfg.logging.console,
                            wandb_project=cfg.logging.project if cfg.logging.wandb else None,
                            run_name=cfg.run.name, config=_plain_config(cfg))
     logger.truncate_after(start_step)  # steps after the checkpoint are replayed, so drop their old rows
-    opponent_engine = _opponent_engine(cfg, model_path)
-    opponent = _fixed_opponent(cfg, opponent_engine)
     eval_opponents = _eval_opponent_engines(cfg)
     samples_per_rank = math.ceil(cfg.rollout.samples_per_step / dist.world_size())
 
@@ -76,8 +77,7 @@ def train(cfg: SpiralConfig) -> Path:
         timer = PhaseTimer()
         # A fresh collector per step seeded from (seed, rank, step): a resumed run replays exactly
         # the games an uninterrupted one would have played.
-        opponent = _pick_pool_opponent(cfg, pool, opponent_engine, step) or opponent
-        collector = Collector(engine, cfg.games, cfg.rollout, opponent=opponent,
+        collector = Collector(engine, cfg.games, cfg.rollout, opponent=opponents.for_step(step),
                               seed=derive_seed(cfg.run.seed, "rollout", dist.rank(), step))
 
         # 1. Self-play: many games at once, every pending turn in one generate call.
@@ -128,10 +128,10 @@ def train(cfg: SpiralConfig) -> Path:
         # 7. Checkpoint (atomic: written under a temporary name, then renamed).
         if _due(cfg.checkpoint.every, step) or step == cfg.trainer.steps:
             path = save_checkpoint(run_dir, step, learner, {
-                "step": step, "rae": baselines.state_dict(), "opponent_pool": pool.state_dict(),
+                "step": step, "rae": baselines.state_dict(), "opponent_pool": opponents.pool.state_dict(),
             })
             if cfg.rollout.opponent == "pool":
-                pool.add(str(path / "model"))
+                opponents.pool.add(str(path / "model"))
     logger.close()
     return run_dir
 
@@ -255,18 +255,6 @@ def _due(every: int, step: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def _opponent_engine(cfg: SpiralConfig, policy_path: str) -> Engine | None:
-    """A second engine for checkpoint or pool opponents (weights loaded per step for the pool)."""
-    from spiral.agents.factory import is_model_spec
-
-    spec = cfg.rollout.opponent
-    if spec == "pool":
-        return create_engine_from_config(cfg, policy_path, secondary=True)
-    if spec != "self" and is_model_spec(spec):
-        return create_engine_from_config(cfg, resolve_model_path(spec), secondary=True)
-    return None
-
-
 def _eval_opponent_engines(cfg: SpiralConfig) -> dict[str, Engine]:
     """An engine per model opponent in `eval.opponents`, built now on every rank and kept for the run.
 
@@ -279,29 +267,6 @@ def _eval_opponent_engines(cfg: SpiralConfig) -> dict[str, Engine]:
         return {}
     return {spec: create_engine_from_config(cfg, resolve_model_path(spec), secondary=True)
             for spec in dict.fromkeys(cfg.eval.opponents) if is_model_spec(spec)}
-
-
-def _fixed_opponent(cfg: SpiralConfig, opponent_engine: Engine | None) -> Any:
-    from spiral.agents import make_agent
-
-    spec = cfg.rollout.opponent
-    if spec in ("self", "pool"):
-        return None  # the pool starts as self-play until the first checkpoint exists
-    if opponent_engine is not None:
-        return opponent_engine
-    return make_agent(spec, seed=cfg.run.seed)
-
-
-def _pick_pool_opponent(cfg: SpiralConfig, pool: OpponentPool, opponent_engine: Engine | None,
-                        step: int) -> Engine | None:
-    """With `rollout.opponent: pool`, load a past checkpoint (sampled by recency) into the opponent engine."""
-    if cfg.rollout.opponent != "pool" or len(pool) == 0 or opponent_engine is None:
-        return None
-    from spiral.learner.checkpoint import iter_model_weights
-
-    path = pool.sample(random.Random(derive_seed(cfg.run.seed, "pool", step)))
-    opponent_engine.load_weights(iter_model_weights(path))
-    return opponent_engine
 
 
 def _plain_config(cfg: SpiralConfig) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class TurnSample:
     sampled from the policy renormalised over these, and `logprobs` holds that one log-prob."""
     choice_index: int = -1
     """Index into `choices` of the move played."""
+    version: int = 0
+    """The policy version (learner updates applied) whose weights generated it; staleness is measured on it."""
 
 
 @dataclass

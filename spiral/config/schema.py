@@ -157,6 +157,10 @@ class RolloutConfig:
     """vLLM on GPU: fraction of GPU memory for the engine when colocated with the learner."""
     sleep_between_phases: bool = True
     """vLLM on GPU: free the KV cache and weights during the update (ignored where unsupported)."""
+    max_staleness: int = 0
+    """With `trainer.layout: dedicated`, how many updates behind the learner an actor's weights may be when it
+    plays a sample: 0 alternates (the colocated results, exactly), 1 plays step t+1 while the learner trains
+    on step t; the PPO ratio is then taken against the engine's own log-probs."""
 
     def __post_init__(self) -> None:
         _require(self.engine in ENGINES, f"rollout.engine must be {one_of(ENGINES)}, not {self.engine!r}")
@@ -167,6 +171,7 @@ class RolloutConfig:
                  f"rollout.on_game_error must be {one_of(ON_GAME_ERROR)}, not {self.on_game_error!r}")
         _require(self.concurrent_games >= 1, "rollout.concurrent_games must be at least 1")
         _require(self.samples_per_step >= 1, "rollout.samples_per_step must be at least 1")
+        _require(self.max_staleness >= 0, f"rollout.max_staleness must be >= 0, got {self.max_staleness}")
         _require(self.max_tokens >= 1, "rollout.max_tokens must be at least 1")
         _require(len(self.invalid_penalty) == 2, "rollout.invalid_penalty must be [offender, other]")
         # temperature > 0 is a training rule (SpiralConfig): evaluation may sample greedily.
@@ -282,6 +287,15 @@ class TrainerConfig:
     """Compute the leading prompt tokens that every sample of a micro-batch shares (a game's rules) once,
     not once per sample. Needs sdpa or eager attention; training forwards skip it under gradient
     checkpointing, scoring forwards always use it."""
+    layout: str = "colocated"
+    """`colocated`: every rank trains and owns an inference engine, alternating between the two; `dedicated`:
+    the last `actor_ranks` ranks of the job only play (one engine each) and the others only train, the two
+    overlapping up to `rollout.max_staleness` steps (see docs/layouts.md)."""
+    actor_ranks: int = 1
+    """With `layout: dedicated`, how many of the job's ranks are actors (the rest are learners)."""
+    bridge_timeout_s: float = 1800.0
+    """With `layout: dedicated`, the longest a learner waits for an actor's batch (or an actor for the
+    learner's weights) before the job fails naming the rank; keep it above one rollout's duration."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, f"trainer.steps must be at least 1, got {self.steps}")
@@ -300,6 +314,9 @@ class TrainerConfig:
         _require(self.sync_every >= 1, "trainer.sync_every must be at least 1")
         _require(self.lr_decay in LR_DECAYS, f"trainer.lr_decay must be {one_of(LR_DECAYS)}, not {self.lr_decay!r}")
         _require(0.0 <= self.min_lr_ratio <= 1.0, f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _require(self.layout in ("colocated", "dedicated"), f"trainer.layout: colocated|dedicated, got {self.layout!r}")
+        _require(self.actor_ranks >= 1, f"trainer.actor_ranks must be at least 1, got {self.actor_ranks}")
+        _require(self.bridge_timeout_s > 0, f"trainer.bridge_timeout_s must be positive, got {self.bridge_timeout_s}")
 
 
 @dataclass
@@ -441,6 +458,11 @@ class SpiralConfig:
             self.rollout.opponent != "pool" or self.rollout.pool_size <= self.checkpoint.keep,
             f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "
             "the pool plays saved checkpoints, so they must still exist",
+        )
+        _require(
+            self.rollout.max_staleness == 0 or self.trainer.layout == "dedicated",
+            f"rollout.max_staleness ({self.rollout.max_staleness}) needs trainer.layout: dedicated (colocated ranks "
+            "alternate between playing and training, so their samples are never stale)",
         )
         _require(
             self.rollout.top_p == 1.0,

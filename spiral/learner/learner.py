@@ -35,6 +35,7 @@ from spiral.learner.batching import (
     split_even,
     tree_attention_mask,
 )
+from spiral.learner.weight_export import Bucket, weight_buckets
 from spiral.models.dtypes import resolve_dtype
 from spiral.models.prefix import fill_shared_prefix
 from spiral.types import TurnSample
@@ -161,10 +162,6 @@ def _mismatch_metrics(learner_lp: Sequence[Tensor], engine_lp: Sequence[Tensor |
     if count == 0:
         return {}
     return {"mismatch_kl": total / count, "mismatch_max_abs": largest}
-
-
-def _is_zero3_param(p: Tensor) -> bool:
-    return hasattr(p, "ds_id")
 
 
 class Learner:
@@ -301,10 +298,13 @@ class Learner:
         finally:
             self.engine.module.train(was_training)
 
-    def update(self, samples: Sequence[TurnSample], temperature: float = 1.0) -> dict[str, float]:
+    def update(self, samples: Sequence[TurnSample], temperature: float = 1.0,
+               behaviour_logprobs: bool = False) -> dict[str, float]:
         """PPO epochs × minibatches over this rank's samples; returns metrics averaged over ranks.
 
-        Old log-probs are recomputed by the learner (as in the paper) at the rollout temperature. A
+        Old log-probs are recomputed by the learner (as in the paper) at the rollout temperature, or with
+        `behaviour_logprobs` taken from each sample's `logprobs` (the engine's, for samples that may come from
+        older weights; recomputed where a sample carries none). A
         non-finite loss or gradient on any rank skips that optimizer step on every rank, leaving the
         weights and optimizer state unchanged; `skipped` counts such steps, and their losses and stats are
         left out of the returned metrics (NaN when every step was skipped).
@@ -318,7 +318,10 @@ class Learner:
         self.engine.module.train()
         engine_lp = [_engine_logprobs(s, o) for s, o in zip(samples, old)]
         tis = [None if e is None else (o - e).exp().clamp(max=algo.tis_cap) for o, e in zip(old, engine_lp)] \
-            if algo.tis_cap > 0 else None
+            if algo.tis_cap > 0 and not behaviour_logprobs else None
+        # The ratio's denominator: the current weights' log-probs, or (`behaviour_logprobs`) those of the engine
+        # that generated each sample, which already contain the importance weight a truncated IS would add.
+        base = [e if behaviour_logprobs and e is not None else o for o, e in zip(old, engine_lp)]
 
         totals = {"loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 0.0, "entropy": 0.0,
                   "kl_ref": 0.0, "move_entropy": 0.0, "choice_samples": 0.0}
@@ -338,7 +341,7 @@ class Learner:
                     batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
                     new_lp, entropy, learning_entropy = self._forward(self.engine, batch, temperature,
                                                                       return_entropy=True)
-                    old_lp = pad_sequence([old[j] for j in group], batch_first=True).to(new_lp.dtype)
+                    old_lp = pad_sequence([base[j] for j in group], batch_first=True).to(new_lp.dtype)
                     ref_lp = None
                     if ref is not None:
                         ref_lp = pad_sequence([ref[j] for j in group], batch_first=True).to(new_lp.dtype)
@@ -511,65 +514,11 @@ class Learner:
                 ref[name].lerp_(weight.to(ref[name].dtype), rate)
 
     def named_weights(self, bucket_mb: int | None = None) -> Iterator[tuple[str, Tensor]]:
-        """(HF parameter name, tensor) for the full model, LoRA merged (W + scale·B@A) on the fly.
+        """(HF parameter name, tensor) for the full model, LoRA merged; see `weight_buckets`."""
+        for bucket in self.weight_buckets(bucket_mb):
+            yield from bucket
 
-        Training weights are never modified. Under ZeRO-3 parameters are gathered one bucket of about
-        `bucket_mb` MiB at a time, and every rank must iterate (the gathers are collective); the
-        tensors then are copies. Otherwise they are the live parameters (detached): copy them before
-        the next optimizer step.
-        """
-        import deepspeed
-
-        bucket_bytes = (bucket_mb or self.cfg.trainer.sync_bucket_mb) * 2**20
-        units = self._weight_units()
-        zero3 = any(_is_zero3_param(p) for _, ps, _ in units for p in ps)
-        if not zero3:
-            for name, _, compute in units:
-                yield name, compute()
-            return
-        bucket: list = []
-        size = 0
-        for unit in units + [None]:
-            unit_bytes = 0 if unit is None else sum(p.ds_numel * p.element_size() for p in unit[1])
-            if bucket and (unit is None or size + unit_bytes > bucket_bytes):
-                params = [p for _, ps, _ in bucket for p in ps]
-                with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                    ready = [(name, compute().clone()) for name, _, compute in bucket]
-                yield from ready
-                bucket, size = [], 0
-            if unit is not None:
-                bucket.append(unit)
-                size += unit_bytes
-
-    def _weight_units(self) -> list[tuple[str, list[Tensor], object]]:
-        """(HF name, parameters it needs, function producing the tensor) for every model weight."""
-        lm = self.scorer.causal_lm
-        units: list[tuple[str, list[Tensor], object]] = []
-        lora_modules: dict[str, nn.Module] = {}
-        if self.is_lora:
-            from peft.tuners.lora import LoraLayer
-
-            lora_modules = {name: m for name, m in lm.named_modules() if isinstance(m, LoraLayer)}
-        handled: set[str] = set()
-        for prefix, module in lora_modules.items():
-            base = module.get_base_layer()
-            adapters = [a for a in module.active_adapters if a in module.lora_A]
-            needed = [base.weight] + [p for a in adapters for p in (module.lora_A[a].weight, module.lora_B[a].weight)]
-
-            def merged(base=base, module=module, adapters=adapters) -> Tensor:
-                w = base.weight.detach()
-                for a in adapters:
-                    # get_delta_weight returns a fresh tensor: add into it rather than allocating again.
-                    w = module.get_delta_weight(a).to(w.dtype).add_(w)
-                return w
-
-            units.append((f"{prefix}.weight", needed, merged))
-            handled.add(f"{prefix}.base_layer.weight")
-            if getattr(base, "bias", None) is not None:
-                units.append((f"{prefix}.bias", [base.bias], lambda b=base.bias: b.detach()))
-                handled.add(f"{prefix}.base_layer.bias")
-        for name, p in lm.named_parameters():
-            if name in handled or ".lora_" in name:
-                continue
-            units.append((name.replace(".base_layer.", "."), [p], lambda p=p: p.detach()))
-        return units
+    def weight_buckets(self, bucket_mb: int | None = None) -> Iterator[Bucket]:
+        """The full model's weights in buckets of about `bucket_mb` MiB (default `trainer.sync_bucket_mb`):
+        LoRA merged on the fly, gathered bucket by bucket under ZeRO-3 (every rank must iterate)."""
+        return weight_buckets(self.scorer.causal_lm, bucket_mb or self.cfg.trainer.sync_bucket_mb, lora=self.is_lora)

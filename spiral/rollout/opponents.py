@@ -1,12 +1,16 @@
-"""Opponents for the learning policy: the pool of past checkpoints, sampled with a bias toward recent ones.
-
-Only bookkeeping of paths; loading a sampled checkpoint into an engine is the trainer's job.
+"""Opponents for the learning policy: `Opponents` (what `rollout.opponent` names, step by step) and the pool of
+past checkpoints it samples from, with a bias toward recent ones.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spiral.config import SpiralConfig
+    from spiral.rollout.collector import MoveChooser
+    from spiral.rollout.engine import Engine
 
 
 class OpponentPool:
@@ -42,3 +46,41 @@ class OpponentPool:
         self.paths = []
         for path in state["paths"]:
             self.add(path)
+
+
+class Opponents:
+    """Who the policy plays in training rollouts: itself (`self`), a scripted agent, a fixed checkpoint, or a
+    past checkpoint of this run sampled from `pool` by recency (self-play until the first checkpoint exists).
+
+    Owns the opponent engine a checkpoint or the pool needs (built beside the policy's engine).
+    """
+
+    def __init__(self, cfg: SpiralConfig, policy_path: str) -> None:
+        from spiral.agents import make_agent
+        from spiral.agents.factory import is_model_spec
+        from spiral.models import resolve_model_path
+        from spiral.rollout.engine_factory import create_engine_from_config
+
+        self.cfg = cfg
+        self.pool = OpponentPool(cfg.rollout.pool_size)
+        spec = cfg.rollout.opponent
+        self.engine: Engine | None = None
+        self.fixed: Engine | MoveChooser | None = None
+        if spec == "pool":
+            self.engine = create_engine_from_config(cfg, policy_path, secondary=True)
+        elif spec != "self" and is_model_spec(spec):
+            self.engine = self.fixed = create_engine_from_config(cfg, resolve_model_path(spec), secondary=True)
+        elif spec != "self":
+            self.fixed = make_agent(spec, seed=cfg.run.seed)
+
+    def for_step(self, step: int) -> Engine | MoveChooser | None:
+        """The opponent of training step `step` (None: self-play); with the pool, loads the checkpoint sampled
+        for this step into the opponent engine."""
+        if self.cfg.rollout.opponent != "pool" or len(self.pool) == 0 or self.engine is None:
+            return self.fixed
+        from spiral.learner.checkpoint import iter_model_weights
+        from spiral.seeding import derive_seed
+
+        path = self.pool.sample(random.Random(derive_seed(self.cfg.run.seed, "pool", step)))
+        self.engine.load_weights(iter_model_weights(path))
+        return self.engine
