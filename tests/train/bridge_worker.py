@@ -12,7 +12,7 @@ import torch
 from spiral.dedicated.bridge import Bridge
 from spiral.dedicated.roles import enter_role, split_job
 from spiral.learner import distributed as dist_utils
-from tests.learner.conftest import make_samples, small_config
+from tests.learner.helpers import make_samples, small_config
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.launch import clean_env
-from tests.train.conftest import REPO, read_metrics, run_train
+from tests.train.helpers import REPO, read_metrics, run_train
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from spiral.dedicated.learner_loop import decode_batches, encode_batches, fresh_
 from spiral.errors import SpiralError
 from spiral.types import GameRecord, TurnRecord, TurnSample
 from tests.launch import clean_env, torchrun_cmd
-from tests.train.conftest import (
+from tests.train.helpers import (
     REPO,
     deterministic_view,
     read_metrics,
