@@ -163,17 +163,7 @@ def check_game(
         moves, traces = _play(game, game_seed, rng, probe=i < 20, turn_cap=turn_cap)  # junk probing is slow
         where = f"seed {game_seed}, moves {_shorten(moves)}"
         returns = _check_returns(game, where)
-        replay = make()
-        replay.reset(game_seed)
-        replay_traces = [_trace(replay)]
-        for move in moves:
-            try:
-                replay.apply_action(move)
-            except IllegalMoveError as err:
-                raise GameCheckError(
-                    f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})"
-                ) from err
-            replay_traces.append(_trace(replay))
+        replay, replay_traces = _replay(make, game_seed, moves, where)
         if replay_traces != traces or tuple(replay.returns()) != returns:
             step = next((k for k, (a, b) in enumerate(zip(traces, replay_traces)) if a != b), len(moves))
             raise GameCheckError(
@@ -211,18 +201,25 @@ def _check_free_form(make: Callable[[], Game], game: Game, *, games: int, seed: 
             problem = returns_problem(tuple(game.returns()), game.num_players)
             if problem:
                 raise GameCheckError(f"{problem} ({where})")
-        replay = make()
-        replay.reset(game_seed)
-        replay_traces = [_trace(replay)]
-        for move in moves:
-            try:
-                replay.apply_action(move)
-            except IllegalMoveError as err:
-                raise GameCheckError(f"not deterministic: a fresh game with the same seed refused move {move!r}: "
-                                     f"{err} ({where})") from err
-            replay_traces.append(_trace(replay))
+        _, replay_traces = _replay(make, game_seed, moves, where)
         if replay_traces != traces:
             raise GameCheckError(f"not deterministic: replaying seed {game_seed} with the same moves differs ({where})")
+
+
+def _replay(make: Callable[[], Game], game_seed: int, moves: list[str], where: str) -> tuple[Game, list[bytes]]:
+    """A fresh game reset with `game_seed` and played through `moves`, and its state trace after each move."""
+    replay = make()
+    replay.reset(game_seed)
+    traces = [_trace(replay)]
+    for move in moves:
+        try:
+            replay.apply_action(move)
+        except IllegalMoveError as err:
+            raise GameCheckError(
+                f"not deterministic: a fresh game with the same seed refused move {move!r}: {err} ({where})"
+            ) from err
+        traces.append(_trace(replay))
+    return replay, traces
 
 
 def _play_junk(game: Game, rng: random.Random, where: str) -> str | None:
