@@ -22,6 +22,7 @@ from tests.launch import clean_env, torchrun_cmd
 from tests.train.helpers import (
     REPO,
     deterministic_view,
+    kill_rank_after_first_checkpoint,
     read_metrics,
     run_train,
     spiral_train_cmd,
@@ -174,19 +175,12 @@ def test_the_actor_holds_the_learners_weights_after_a_broadcast(tmp_path: Path, 
 @pytest.mark.distributed
 def test_a_killed_actor_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    launcher = subprocess.Popen(_dedicated(3, run_dir, "trainer.actor_ranks=2", "rollout.max_staleness=1",
-                                           "trainer.steps=200", "eval.every=0", "checkpoint.every=1"),
-                                env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = run_dir / "checkpoints" / "step-000001"
-    deadline = time.time() + 1800
-    while not ckpt.exists() and time.time() < deadline and launcher.poll() is None:
-        time.sleep(0.5)
-    assert ckpt.exists(), "no checkpoint appeared"
-    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "spiral.cli" in " ".join(p.cmdline())]
-    victim = next(p for p in workers if p.environ().get("RANK") == "2")
-    victim.send_signal(signal.SIGKILL)
-    output, _ = launcher.communicate(timeout=300)  # no hang: the bridge fails, torchrun stops the other ranks
-    assert launcher.returncode != 0
+    cmd = _dedicated(3, run_dir, "trainer.actor_ranks=2", "rollout.max_staleness=1", "trainer.steps=200",
+                     "eval.every=0", "checkpoint.every=1")
+    # No hang: the bridge fails, torchrun stops the other ranks.
+    ended = kill_rank_after_first_checkpoint(cmd, _env(), run_dir, 2, checkpoint_wait_s=1800, exit_wait_s=300)
+    output = ended.stdout
+    assert ended.returncode != 0
     assert re.search(r"rank\s*:\s*2\b", output) or "actor 1 (rank 2)" in output, output[-3000:]
     from spiral.learner.checkpoint import latest_checkpoint
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -13,7 +11,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from tests.launch import clean_env, torchrun_cmd
-from tests.train.helpers import REPO, read_metrics, spiral_train_cmd
+from tests.train.helpers import REPO, kill_rank_after_first_checkpoint, read_metrics, spiral_train_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -51,18 +49,11 @@ def test_two_ranks_agree_and_resume(tmp_path: Path, stage: int) -> None:
 
 def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    launcher = subprocess.Popen(_torchrun(run_dir, "trainer.steps=200", "eval.every=0", "checkpoint.every=1"),
-                                env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = run_dir / "checkpoints" / "step-000001"
-    deadline = time.time() + 600
-    while not ckpt.exists() and time.time() < deadline and launcher.poll() is None:
-        time.sleep(0.5)
-    assert ckpt.exists(), "no checkpoint appeared"
-    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "spiral.cli" in " ".join(p.cmdline())]
-    victim = next(p for p in workers if p.environ().get("RANK") == "1")
-    victim.send_signal(signal.SIGKILL)
-    output, _ = launcher.communicate(timeout=180)  # no hang: torchrun tears the other rank down
-    assert launcher.returncode != 0
+    cmd = _torchrun(run_dir, "trainer.steps=200", "eval.every=0", "checkpoint.every=1")
+    # No hang: torchrun tears the other rank down.
+    ended = kill_rank_after_first_checkpoint(cmd, _env(), run_dir, 1, checkpoint_wait_s=600, exit_wait_s=180)
+    output = ended.stdout
+    assert ended.returncode != 0
     assert re.search(r"rank\s*:\s*1\b", output) and "SIGKILL" in output, output[-3000:]
     from spiral.learner.checkpoint import latest_checkpoint
 
