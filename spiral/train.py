@@ -55,6 +55,7 @@ def train(cfg: SpiralConfig) -> Path:
     engine = create_engine_from_config(cfg, model_path)
     baselines = RoleBaselines()
     opponents = Opponents(cfg, model_path)
+    eval_opponents = _eval_opponent_engines(cfg)
     start_step = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, learner)
@@ -67,7 +68,6 @@ def train(cfg: SpiralConfig) -> Path:
                            wandb_project=cfg.logging.project if cfg.logging.wandb else None,
                            run_name=cfg.run.name, config=_plain_config(cfg))
     logger.truncate_after(start_step)  # steps after the checkpoint are replayed, so drop their old rows
-    eval_opponents = _eval_opponent_engines(cfg)
     samples_per_rank = math.ceil(cfg.rollout.samples_per_step / dist.world_size())
 
     if start_step == 0 and _due(cfg.eval.every, 0):
@@ -133,6 +133,11 @@ def train(cfg: SpiralConfig) -> Path:
             if cfg.rollout.opponent == "pool":
                 opponents.pool.add(str(path / "model"))
     logger.close()
+    # Shut the engines down while the process group they were built beside still exists: left to vLLM's exit
+    # hook, the shutdown runs after ours has destroyed the group and ends the run with a traceback.
+    for opened in (engine, opponents.engine, *eval_opponents.values()):
+        if opened is not None:
+            opened.close()
     return run_dir
 
 
