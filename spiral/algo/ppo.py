@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-LOSS_AGGS = ("seq_sum_norm", "token_mean")
+from spiral.choices import LOSS_AGGS
 
 
 def ppo_loss(
@@ -77,7 +77,7 @@ def ppo_loss(
         ref_diff = torch.where(mask, ref_logprobs - new_logprobs, 0.0)
         kl_ref = torch.exp(ref_diff) - ref_diff - 1.0
         token_loss = token_loss + kl_coef * kl_ref
-    if entropy_coef > 0:
+    if entropy_coef > 0 and entropy is not None:  # (None was refused above)
         token_loss = token_loss - entropy_coef * torch.where(mask, entropy.to(token_loss.dtype), 0.0)
     token_loss = torch.where(mask, token_loss, 0.0)
 

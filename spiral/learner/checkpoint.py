@@ -184,7 +184,7 @@ def _write_files(tmp: Path, step: int, learner: Learner, state: dict[str, Any]) 
         _save_adapter(learner, tmp / "adapter")
     if not learner.is_lora or learner.cfg.checkpoint.save_merged:
         _save_hf_model(learner, tmp / "model")
-    learner.engine.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
+    learner.ds_model.save_checkpoint(str(tmp / "deepspeed"), tag=_DS_TAG, save_latest=False)
     magnet_ref = learner.reference if learner.cfg.algo.magnet_ema > 0 else None
     if magnet_ref is not None and dist_utils.is_main():  # every rank holds the same full magnet
         from safetensors.torch import save_file
@@ -273,7 +273,7 @@ def load_checkpoint(path: str | Path, learner: Learner) -> dict[str, Any]:
     meta = _read_meta(path)
     folder = path / (_UNIVERSAL_DIR if learner.load_universal else "deepspeed")
     with weights_only_loads(folder):
-        loaded, _ = learner.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
+        loaded, _ = learner.ds_model.load_checkpoint(str(folder), tag=_DS_TAG, load_optimizer_states=True,
                                                    load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {folder}")
@@ -308,7 +308,7 @@ def _apply_optimizer_settings(learner: Learner) -> None:
     The schedule's shape (warm-up, decay, total steps) already comes from the current config.
     """
     tr = learner.cfg.trainer
-    scheduler = learner.engine.lr_scheduler
+    scheduler = learner.ds_model.lr_scheduler
     groups = scheduler.optimizer.param_groups  # the torch optimizer DeepSpeed steps (wrapped or not)
     scheduler.base_lrs = [tr.lr] * len(groups)
     for group, lr_lambda in zip(groups, scheduler.lr_lambdas):

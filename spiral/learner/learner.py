@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,7 @@ from spiral.learner.batching import (
     split_even,
     tree_attention_mask,
 )
+from spiral.learner.update_metrics import RunningTotals, StepStats, mismatch_metrics
 from spiral.learner.weight_export import Bucket, weight_buckets
 from spiral.models.dtypes import resolve_dtype
 from spiral.models.prefix import fill_shared_prefix
@@ -150,18 +152,24 @@ def _engine_logprobs(sample: TurnSample, learner_logprobs: Tensor) -> Tensor | N
     return torch.tensor(sample.logprobs, dtype=learner_logprobs.dtype, device=learner_logprobs.device)
 
 
-def _mismatch_metrics(learner_lp: Sequence[Tensor], engine_lp: Sequence[Tensor | None]) -> dict[str, float]:
-    """How far the inference engine's log-probs of the sampled tokens are from the learner's, over all ranks:
-    `mismatch_kl`, the k3 estimate of KL(engine ‖ learner) per token (the tokens were sampled by the engine),
-    and `mismatch_max_abs`, the largest |learner − engine| log-prob of any token."""
-    pairs = [(l, e) for l, e in zip(learner_lp, engine_lp) if e is not None]
-    diff = torch.cat([l - e for l, e in pairs]) if pairs else torch.zeros(0)
-    k3 = diff.exp() - diff - 1.0
-    count, total = dist_utils.all_reduce_sum([float(diff.numel()), float(k3.sum())])
-    (largest,) = dist_utils.all_reduce_max([float(diff.abs().max()) if diff.numel() else 0.0])
-    if count == 0:
-        return {}
-    return {"mismatch_kl": total / count, "mismatch_max_abs": largest}
+@dataclass
+class _OldLogprobs:
+    """Per-sample 1-D log-probs of the learning tokens, fixed before an update's first step."""
+
+    learner: list[Tensor]  # the current weights', at the rollout temperature
+    engine: list[Tensor | None]  # the inference engine's, where the sample carries them
+    reference: list[Tensor] | None  # the KL reference's (only when algo.kl_coef > 0)
+    ratio_base: list[Tensor]  # the PPO ratio's denominators
+    is_weights: list[Tensor] | None  # truncated importance weights (algo.tis_cap; ones where no engine log-probs)
+
+
+def _rank_aligned(groups: list[list[int]]) -> Iterator[tuple[list[int] | None, bool]]:
+    """This rank's micro-batches, then None for as many rounds as another rank has more (ZeRO-3 gathers and
+    gradient reductions are collective, so every rank must run as many forwards), each with whether it is the
+    last round."""
+    rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
+    for i in range(rounds):
+        yield (groups[i] if i < len(groups) else None), i == rounds - 1
 
 
 class Learner:
@@ -208,8 +216,9 @@ class Learner:
         total = tr.steps * cfg.algo.epochs * cfg.algo.minibatches  # optimizer steps in the whole run
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, tr.warmup_steps, total, tr.lr_decay, tr.min_lr_ratio))
-        self.engine, _, _, _ = deepspeed.initialize(model=self.scorer, optimizer=optimizer, lr_scheduler=scheduler,
-                                                    config=ds_config)
+        # The DeepSpeed engine around the scorer (named so as not to be confused with the inference engines).
+        self.ds_model, _, _, _ = deepspeed.initialize(model=self.scorer, optimizer=optimizer,
+                                                      lr_scheduler=scheduler, config=ds_config)
         if tr.zero_stage == 3:
             # Partitioned now (lm_head_weight would refuse its empty shape), gathered in forward.
             head = self.scorer.model.get_output_embeddings()
@@ -268,16 +277,14 @@ class Learner:
         Every rank runs the same number of forwards (ZeRO-3 gathers are collective): a rank with fewer
         micro-batches runs throwaway ones.
         """
-        groups = micro_batches(range(len(samples)), self.cfg.trainer.micro_batch_size)
-        rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
         out: list[Tensor] = []
-        for i in range(rounds):
-            if i >= len(groups):
+        for group, _ in _rank_aligned(micro_batches(range(len(samples)), self.cfg.trainer.micro_batch_size)):
+            if group is None:
                 self._dummy_forward(module, temperature)
                 continue
-            batch = collate([samples[j] for j in groups[i]], self.pad_id).to(self.device)
+            batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
             lp, _, _ = self._forward(module, batch, temperature)
-            out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(groups[i])))
+            out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(group)))
         return out
 
     def _dummy_forward(self, module: nn.Module, temperature: float) -> Tensor:
@@ -291,12 +298,12 @@ class Learner:
     def score(self, samples: Sequence[TurnSample], temperature: float = 1.0) -> list[list[float]]:
         """Log-prob of each completion token under the current weights at `temperature`; for a
         choice sample, one value: the chosen move's log-prob renormalised over its legal moves."""
-        was_training = self.engine.module.training
-        self.engine.module.eval()
+        was_training = self.ds_model.module.training
+        self.ds_model.module.eval()
         try:
-            return [t.tolist() for t in self._score_all(self.engine, samples, temperature)]
+            return [t.tolist() for t in self._score_all(self.ds_model, samples, temperature)]
         finally:
-            self.engine.module.train(was_training)
+            self.ds_model.module.train(was_training)
 
     def update(self, samples: Sequence[TurnSample], temperature: float = 1.0,
                behaviour_logprobs: bool = False) -> dict[str, float]:
@@ -309,112 +316,102 @@ class Learner:
         weights and optimizer state unchanged; `skipped` counts such steps, and their losses and stats are
         left out of the returned metrics (NaN when every step was skipped).
         """
-        algo, tr = self.cfg.algo, self.cfg.trainer
-        norm = float(algo.loss_norm or self.cfg.rollout.max_tokens)
-        lr = float(self.engine.get_lr()[0])  # this update's first step (the scheduler moves on after each)
-        self.engine.module.eval()
-        old = self._score_all(self.engine, samples, temperature)
-        ref = self._score_all(self.reference, samples, temperature) if self.reference is not None else None
-        self.engine.module.train()
-        engine_lp = [_engine_logprobs(s, o) for s, o in zip(samples, old)]
-        tis = [None if e is None else (o - e).exp().clamp(max=algo.tis_cap) for o, e in zip(old, engine_lp)] \
-            if algo.tis_cap > 0 and not behaviour_logprobs else None
-        # The ratio's denominator: the current weights' log-probs, or (`behaviour_logprobs`) those of the engine
-        # that generated each sample, which already contain the importance weight a truncated IS would add.
-        base = [e if behaviour_logprobs and e is not None else o for o, e in zip(old, engine_lp)]
-
-        totals = {"loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 0.0, "entropy": 0.0,
-                  "kl_ref": 0.0, "move_entropy": 0.0, "choice_samples": 0.0}
-        tokens_seen, entropy_tokens, steps, skipped, grad_norms = 0.0, 0.0, 0, 0, []
+        algo = self.cfg.algo
+        lr = float(self.ds_model.get_lr()[0])  # this update's first step (the scheduler moves on after each)
+        old = self._old_logprobs(samples, temperature, behaviour_logprobs)
+        totals = RunningTotals()
         for epoch in range(algo.epochs):
             order = shuffled_order(len(samples), seed=self.cfg.run.seed * 1_000_003 + self.updates * 101 + epoch)
             for minibatch in split_even(order, algo.minibatches):
-                groups = micro_batches(minibatch, tr.micro_batch_size)
-                mb_tokens = sum(learning_tokens(samples[j]) for j in minibatch)
-                g_seqs, g_tokens = dist_utils.all_reduce_sum([len(minibatch), mb_tokens])
-                if g_seqs == 0:
-                    continue
-                before = (dict(totals), tokens_seen, entropy_tokens)
-
-                def micro_loss(group: list[int]) -> Tensor:
-                    nonlocal tokens_seen, entropy_tokens
-                    batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-                    new_lp, entropy, learning_entropy = self._forward(self.engine, batch, temperature,
-                                                                      return_entropy=True)
-                    old_lp = pad_sequence([base[j] for j in group], batch_first=True).to(new_lp.dtype)
-                    ref_lp = None
-                    if ref is not None:
-                        ref_lp = pad_sequence([ref[j] for j in group], batch_first=True).to(new_lp.dtype)
-                    weights = None
-                    if tis is not None:
-                        weights = pad_sequence([torch.ones_like(old[j]) if tis[j] is None else tis[j] for j in group],
-                                               batch_first=True).to(new_lp.device, new_lp.dtype)
-                    loss, stats = ppo_loss(new_lp, old_lp, batch.advantages, batch.sample_mask, clip_eps=algo.clip_eps,
-                                           loss_agg=algo.loss_agg, norm_constant=norm, ref_logprobs=ref_lp,
-                                           kl_coef=algo.kl_coef, entropy=learning_entropy,
-                                           entropy_coef=algo.entropy_coef, num_sequences=g_seqs, num_tokens=g_tokens,
-                                           is_weights=weights)
-                    n = stats["tokens"].item()
-                    tokens_seen += n
-                    totals["loss"] += loss.item()
-                    totals["entropy"] += entropy.sum().item()
-                    entropy_tokens += entropy.numel()
-                    move_entropy = learning_entropy.detach()[[c >= 0 for c in batch.choice_index], 0]
-                    totals["move_entropy"] += move_entropy.sum().item()
-                    totals["choice_samples"] += move_entropy.numel()
-                    for key in ("clip_fraction", "approx_kl", "ratio_mean", "kl_ref"):
-                        if key in stats:
-                            totals[key] += stats[key].item() * n
-                    return loss
-
-                bad = self._accumulate(groups, temperature, micro_loss)
-                applied, grad_norm = self._step(bad_loss=bad)
-                steps += 1
-                skipped += 0 if applied else 1
-                if applied and grad_norm is not None:
-                    grad_norms.append(grad_norm)
-                if not applied:
-                    log.warning("skipped an optimizer step: non-finite loss or gradient")
-                    totals, tokens_seen, entropy_tokens = before  # a skipped step's stats describe no update
+                step = self._ppo_step(samples, minibatch, old, temperature)
+                if step is not None:
+                    totals.record(*step)
         self.updates += 1
-
-        summed = dist_utils.all_reduce_sum([tokens_seen, entropy_tokens] + [totals[k] for k in totals])
-        # No applied step: nothing to average (NaN, logged as null) rather than a misleading 0.
-        tokens_all, entropy_all = (summed[0], summed[1]) if summed[0] > 0 else (math.nan, math.nan)
-        values = dict(zip(totals, summed[2:]))
-        metrics = {
-            "policy_loss": values["loss"] / (steps - skipped) if steps > skipped else math.nan,
-            "clip_fraction": values["clip_fraction"] / tokens_all,
-            "approx_kl": values["approx_kl"] / tokens_all,
-            "ratio_mean": values["ratio_mean"] / tokens_all,
-            "entropy": values["entropy"] / entropy_all,
-            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
-            "lr": lr,
-            "skipped": float(skipped),
-            "optimizer_steps": float(steps - skipped),
-        }
-        metrics.update(_mismatch_metrics(old, engine_lp))
-        if self.reference is not None:
-            metrics["kl_ref"] = values["kl_ref"] / tokens_all
-        if values["choice_samples"] > 0:  # the entropy that matters when moves are chosen among the legal ones
-            metrics["move_entropy"] = values["move_entropy"] / values["choice_samples"]
+        metrics = totals.metrics(lr, kl_ref=self.reference is not None)
+        metrics.update(mismatch_metrics(old.learner, old.engine))
         return metrics
+
+    def _old_logprobs(self, samples: Sequence[TurnSample], temperature: float,
+                      behaviour_logprobs: bool) -> _OldLogprobs:
+        """Every sample's log-probs before the update's first step: the current weights', the engine's, the KL
+        reference's, and from them the ratio's denominators and the truncated importance weights."""
+        algo = self.cfg.algo
+        self.ds_model.module.eval()
+        learner = self._score_all(self.ds_model, samples, temperature)
+        reference = self._score_all(self.reference, samples, temperature) if self.reference is not None else None
+        self.ds_model.module.train()
+        engine = [_engine_logprobs(s, o) for s, o in zip(samples, learner)]
+        is_weights = None
+        if algo.tis_cap > 0 and not behaviour_logprobs:
+            is_weights = [torch.ones_like(o) if e is None else (o - e).exp().clamp(max=algo.tis_cap)
+                          for o, e in zip(learner, engine)]
+        # The ratio's denominator: the current weights' log-probs, or (`behaviour_logprobs`) those of the engine
+        # that generated each sample, which already contain the importance weight a truncated IS would add.
+        ratio_base = [e if behaviour_logprobs and e is not None else o for o, e in zip(learner, engine)]
+        return _OldLogprobs(learner, engine, reference, ratio_base, is_weights)
+
+    def _ppo_step(self, samples: Sequence[TurnSample], minibatch: list[int], old: _OldLogprobs,
+                  temperature: float) -> tuple[StepStats, bool, float | None] | None:
+        """One optimizer step on a minibatch, its PPO loss's gradients accumulated over its micro-batches: the
+        step's stats, whether it was applied, and its gradient norm; None when no rank has a sample in it."""
+        num_sequences, num_tokens = dist_utils.all_reduce_sum(
+            [len(minibatch), sum(learning_tokens(samples[j]) for j in minibatch)])
+        if num_sequences == 0:
+            return None
+        stats = StepStats()
+
+        def micro_loss(group: list[int]) -> Tensor:
+            loss, micro_stats = self._ppo_loss(samples, group, old, temperature, num_sequences, num_tokens)
+            stats.add(micro_stats)
+            return loss
+
+        bad = self._accumulate(micro_batches(minibatch, self.cfg.trainer.micro_batch_size), temperature, micro_loss)
+        applied, grad_norm = self._step(bad_loss=bad)
+        return stats, applied, grad_norm
+
+    def _ppo_loss(self, samples: Sequence[TurnSample], group: list[int], old: _OldLogprobs, temperature: float,
+                  num_sequences: float, num_tokens: float) -> tuple[Tensor, StepStats]:
+        """One micro-batch's PPO-clip loss (its share of the minibatch's loss over every rank) and stats."""
+        algo = self.cfg.algo
+        batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
+        new_lp, entropy, learning_entropy = self._forward(self.ds_model, batch, temperature, return_entropy=True)
+        assert entropy is not None and learning_entropy is not None  # return_entropy=True
+
+        def padded(per_sample: list[Tensor]) -> Tensor:
+            """The group's rows of a per-sample list, as a [B, T] tensor like `new_lp`."""
+            return pad_sequence([per_sample[j] for j in group], batch_first=True).to(new_lp.device, new_lp.dtype)
+
+        loss, stats = ppo_loss(new_lp, padded(old.ratio_base), batch.advantages, batch.sample_mask,
+                               clip_eps=algo.clip_eps, loss_agg=algo.loss_agg,
+                               norm_constant=float(algo.loss_norm or self.cfg.rollout.max_tokens),
+                               ref_logprobs=padded(old.reference) if old.reference is not None else None,
+                               kl_coef=algo.kl_coef, entropy=learning_entropy, entropy_coef=algo.entropy_coef,
+                               num_sequences=num_sequences, num_tokens=num_tokens,
+                               is_weights=padded(old.is_weights) if old.is_weights is not None else None)
+        n = stats["tokens"].item()
+        move_entropy = learning_entropy.detach()[[c >= 0 for c in batch.choice_index], 0]
+        return loss, StepStats(
+            loss=loss.item(), tokens=n, clip_fraction=stats["clip_fraction"].item() * n,
+            approx_kl=stats["approx_kl"].item() * n, ratio_mean=stats["ratio_mean"].item() * n,
+            kl_ref=stats["kl_ref"].item() * n if "kl_ref" in stats else 0.0,
+            entropy=entropy.sum().item(), entropy_tokens=entropy.numel(),
+            move_entropy=move_entropy.sum().item(), choice_samples=move_entropy.numel())
 
     def supervised_update(self, examples: Sequence[TurnSample], weights: Sequence[Sequence[float]]) -> dict[str, float]:
         """One optimizer step of weighted next-token NLL on the completion tokens of this rank's `examples`
         (`weights`: one per completion token; prompt tokens carry no loss). The loss is the weighted mean over
         every rank's tokens; a non-finite loss or gradient skips the step like a PPO step."""
-        lr = float(self.engine.get_lr()[0])
+        lr = float(self.ds_model.get_lr()[0])
         (total,) = dist_utils.all_reduce_sum([float(sum(sum(w) for w in weights))])
         if total <= 0:
             raise ValueError("supervised_update: the examples carry no loss weight")
-        self.engine.module.train()
+        self.ds_model.module.train()
         nll = 0.0
 
         def micro_loss(group: list[int]) -> Tensor:
             nonlocal nll
             batch = collate([examples[j] for j in group], self.pad_id).to(self.device)
-            lp, _, _ = self._forward(self.engine, batch, 1.0)
+            lp, _, _ = self._forward(self.ds_model, batch, 1.0)
             w = pad_sequence([torch.tensor(weights[j], dtype=lp.dtype) for j in group], batch_first=True).to(self.device)
             loss = -(torch.where(batch.sample_mask, lp, 0.0) * w).sum() / total
             nll += loss.item()
@@ -422,8 +419,6 @@ class Learner:
 
         bad = self._accumulate(micro_batches(range(len(examples)), self.cfg.trainer.micro_batch_size), 1.0, micro_loss)
         applied, grad_norm = self._step(bad_loss=bad)
-        if not applied:
-            log.warning("skipped an optimizer step: non-finite loss or gradient")
         (loss,) = dist_utils.all_reduce_sum([nll])
         return {"loss": loss, "grad_norm": grad_norm if grad_norm is not None else float("nan"), "lr": lr,
                 "skipped": float(not applied)}
@@ -431,12 +426,12 @@ class Learner:
     @torch.no_grad()
     def supervised_loss(self, examples: Sequence[TurnSample], weights: Sequence[Sequence[float]]) -> float:
         """The weighted mean NLL of `supervised_update` over every rank's examples, without a step."""
-        was_training = self.engine.module.training
-        self.engine.module.eval()
+        was_training = self.ds_model.module.training
+        self.ds_model.module.eval()
         try:
-            logprobs = self._score_all(self.engine, examples, 1.0)
+            logprobs = self._score_all(self.ds_model, examples, 1.0)
         finally:
-            self.engine.module.train(was_training)
+            self.ds_model.module.train(was_training)
         nll = sum(-float((lp * torch.tensor(w, dtype=lp.dtype, device=lp.device)).sum())
                   for lp, w in zip(logprobs, weights))
         nll, total = dist_utils.all_reduce_sum([nll, float(sum(sum(w) for w in weights))])
@@ -446,43 +441,50 @@ class Learner:
         """Backward `micro_loss(group)` for each of this rank's micro-batches, as many rounds on every rank (a
         rank with fewer runs zero-weight ones so collectives stay aligned); the last round is the accumulation
         boundary. Returns whether any rank's loss was non-finite."""
-        rounds = int(dist_utils.all_reduce_max([len(groups)])[0])
         world = dist_utils.world_size()
         bad = 0.0
-        for i in range(rounds):
-            self.engine.set_gradient_accumulation_boundary(i == rounds - 1)
-            if i >= len(groups):
-                self.engine.backward(self._dummy_forward(self.engine, temperature).sum() * 0.0, scale_wrt_gas=False)
+        for group, last in _rank_aligned(groups):
+            self.ds_model.set_gradient_accumulation_boundary(last)
+            if group is None:
+                self.ds_model.backward(self._dummy_forward(self.ds_model, temperature).sum() * 0.0,
+                                       scale_wrt_gas=False)
                 continue
-            loss = micro_loss(groups[i])
+            loss = micro_loss(group)
             if not torch.isfinite(loss.detach()).item():
                 bad = 1.0
             # DeepSpeed averages gradients over ranks; micro losses are already global means.
-            self.engine.backward(loss * world, scale_wrt_gas=False)
+            self.ds_model.backward(loss * world, scale_wrt_gas=False)
         return dist_utils.all_reduce_max([bad])[0] > 0
 
     def _step(self, bad_loss: bool) -> tuple[bool, float | None]:
         """Apply the accumulated gradients unless anything is non-finite; (applied, grad norm)."""
-        if not hasattr(self.engine.optimizer, "overflow"):
+        applied, norm = self._apply_gradients(bad_loss)
+        if not applied:
+            log.warning("skipped an optimizer step: non-finite loss or gradient")
+        return applied, norm
+
+    def _apply_gradients(self, bad_loss: bool) -> tuple[bool, float | None]:
+        """The optimizer step itself, skipped on every rank when `bad_loss` or a gradient is non-finite."""
+        if not hasattr(self.ds_model.optimizer, "overflow"):
             # DeepSpeed drives a plain torch optimizer (ZeRO 0, fp32), which never skips a step by itself;
             # the gradients are whole (and already averaged over ranks) in .grad, so check them here.
-            grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+            grads = [p.grad for p in self.ds_model.module.parameters() if p.grad is not None]
             sq = float(sum(g.detach().float().pow(2).sum() for g in grads)) if grads else 0.0
             if bad_loss or not math.isfinite(sq):
-                self.engine.zero_grad()
+                self.ds_model.zero_grad()
                 return False, None
-            self.engine.step()
+            self.ds_model.step()
             return True, math.sqrt(sq)
         if bad_loss:
             # Make sure the ZeRO optimizer's own overflow check sees the bad step on every rank.
-            for p in self.engine.module.parameters():
+            for p in self.ds_model.module.parameters():
                 if p.requires_grad and p.grad is not None:
                     p.grad.fill_(float("nan"))
-        self.engine.step()
-        applied = self.engine.was_step_applied()
+        self.ds_model.step()
+        applied = self.ds_model.was_step_applied()
         if bad_loss and applied:
             raise RuntimeError("DeepSpeed applied an optimizer step with a non-finite loss; weights are corrupt")
-        norm = self.engine.get_global_grad_norm()
+        norm = self.ds_model.get_global_grad_norm()
         return applied, (float(norm) if norm is not None and applied else None)
 
     def peak_memory_gb(self) -> float | None:

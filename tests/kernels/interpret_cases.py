@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from spiral.kernels import token_logprobs
+from tests.kernels.helpers import check_against_naive
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("run through test_triton_interpreter.py (needs TRITON_INTERPRET=1)", allow_module_level=True)
@@ -26,8 +27,8 @@ SHAPES = [(7, 16, 9000, 3), (1, 8, 333, 1024), (6, 12, 1000, 64)]
 @pytest.mark.parametrize("temperature", [0.6, 1.0, 1.7])
 @pytest.mark.parametrize("with_entropy", [False, True], ids=["lp", "lp+entropy"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_triton_kernels_match_naive(against_naive, dtype, temperature, with_entropy, shape):
-    against_naive(token_logprobs, dtype, temperature, with_entropy, shape, backend="triton")
+def test_triton_kernels_match_naive(dtype, temperature, with_entropy, shape):
+    check_against_naive(token_logprobs, dtype, temperature, with_entropy, shape, backend="triton")
 
 
 def test_triton_without_bias_matches_torch_path():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from spiral.kernels import token_logprobs
+from tests.kernels.helpers import check_against_naive
 
 pytestmark = [
     pytest.mark.cuda,
@@ -28,13 +29,13 @@ def _inputs(dtype, tokens=TOKENS, vocab=VOCAB, hidden=HIDDEN):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize("with_entropy", [False, True], ids=["lp", "lp+entropy"])
-def test_triton_matches_naive_at_qwen_vocab(against_naive, dtype, with_entropy):
-    against_naive(token_logprobs, dtype, 0.6, with_entropy, (TOKENS, HIDDEN, VOCAB, 512), backend="triton",
+def test_triton_matches_naive_at_qwen_vocab(dtype, with_entropy):
+    check_against_naive(token_logprobs, dtype, 0.6, with_entropy, (TOKENS, HIDDEN, VOCAB, 512), backend="triton",
                   device="cuda")
 
 
-def test_auto_backend_on_cuda_matches_naive(against_naive):
-    against_naive(token_logprobs, torch.bfloat16, 1.0, True, (300, 64, 40000, 128), backend="auto", device="cuda")
+def test_auto_backend_on_cuda_matches_naive():
+    check_against_naive(token_logprobs, torch.bfloat16, 1.0, True, (300, 64, 40000, 128), backend="auto", device="cuda")
 
 
 def test_peak_memory_is_bounded_by_the_chunk():

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spiral.kernels import lm_head_weight, token_logprobs
+from tests.kernels.helpers import check_against_naive, naive_token_logprobs
 
 # (tokens, hidden, vocab, chunk): ragged last chunk; a single token; chunk larger than the input.
 SHAPES = [(37, 16, 1000, 8), (1, 8, 333, 1024), (5, 24, 4099, 64)]
@@ -21,12 +22,12 @@ SHAPES = [(37, 16, 1000, 8), (1, 8, 333, 1024), (5, 24, 4099, 64)]
 @pytest.mark.parametrize("temperature", [0.6, 1.0, 1.7])
 @pytest.mark.parametrize("with_entropy", [False, True], ids=["lp", "lp+entropy"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_torch_path_matches_naive(against_naive, dtype, temperature, with_entropy, shape):
-    against_naive(token_logprobs, dtype, temperature, with_entropy, shape, backend="torch")
+def test_torch_path_matches_naive(dtype, temperature, with_entropy, shape):
+    check_against_naive(token_logprobs, dtype, temperature, with_entropy, shape, backend="torch")
 
 
-def test_auto_backend_on_cpu_without_bias(against_naive):
-    against_naive(token_logprobs, torch.float32, 1.0, True, (20, 16, 700, 6), backend="auto", with_bias=False)
+def test_auto_backend_on_cpu_without_bias():
+    check_against_naive(token_logprobs, torch.float32, 1.0, True, (20, 16, 700, 6), backend="auto", with_bias=False)
 
 
 # Peak extra resident memory of one bf16 chunk's forward and of its backward, each in MiB, measured in a fresh
@@ -110,13 +111,13 @@ def test_torch_path_is_exact_against_float64(dtype, backward):
             assert (g.double() - ref).abs().max() <= 1e-4 * ref.abs().max()  # fp32 GEMMs over 65,536 terms
 
 
-def test_frozen_weight_gives_hidden_grad_only(naive):
+def test_frozen_weight_gives_hidden_grad_only():
     hidden = torch.randn(6, 8, requires_grad=True)
     weight = torch.randn(50, 8)
     targets = torch.randint(0, 50, (6,))
     lp, _ = token_logprobs(hidden, weight, targets, chunk_size=4)
     (grad,) = torch.autograd.grad(lp.sum(), [hidden])
-    ref, _ = naive(hidden, weight, targets)
+    ref, _ = naive_token_logprobs(hidden, weight, targets)
     (ref_grad,) = torch.autograd.grad(ref.sum(), [hidden])
     torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-5)
 

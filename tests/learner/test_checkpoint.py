@@ -22,7 +22,7 @@ class _Unserialisable:
 
 
 def _adam_moments(learner: Learner) -> list[torch.Tensor]:
-    inner = getattr(learner.engine.optimizer, "optimizer", learner.engine.optimizer)
+    inner = getattr(learner.ds_model.optimizer, "optimizer", learner.ds_model.optimizer)
     return [state["exp_avg"].clone() for state in inner.state.values()]
 
 
@@ -34,7 +34,7 @@ def test_save_load_restores_weights_optimizer_and_state(tmp_path, tiny_path, sta
     baselines = RoleBaselines()
     rae_advantages([("kuhn_poker", 0), ("kuhn_poker", 1)], [1.0, -1.0], baselines, decay=0.95)
     path = save_checkpoint(tmp_path, 7, learner, {"rae": baselines.state_dict(), "pool": ["a"]})
-    saved_w, saved_m, saved_lr = weights(learner), _adam_moments(learner), learner.engine.lr_scheduler.last_epoch
+    saved_w, saved_m, saved_lr = weights(learner), _adam_moments(learner), learner.ds_model.lr_scheduler.last_epoch
     expected_draw = torch.rand(3)  # the next draw from the saved RNG state
 
     learner.update(samples)  # move away from the saved state
@@ -48,7 +48,7 @@ def test_save_load_restores_weights_optimizer_and_state(tmp_path, tiny_path, sta
     assert restored.items() == baselines.items()
     assert all(torch.equal(saved_w[k], v) for k, v in weights(fresh).items())
     assert all(torch.equal(a, b) for a, b in zip(saved_m, _adam_moments(fresh))) and saved_m
-    assert fresh.engine.lr_scheduler.last_epoch == saved_lr
+    assert fresh.ds_model.lr_scheduler.last_epoch == saved_lr
     assert torch.equal(torch.rand(3), expected_draw)  # RNG restored to the saved point
 
     # The HF directory loads with plain transformers and holds the same weights.
@@ -199,8 +199,8 @@ def test_a_resume_with_new_optimizer_settings_applies_them(tmp_path, tiny_path, 
     load_checkpoint(path, fresh)  # restores the saved optimizer state, hyperparameters included
     metrics = fresh.update(make_samples())
     assert metrics["lr"] == pytest.approx(2e-4)  # the rate the update's optimizer steps used
-    assert fresh.engine.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
-    group = fresh.engine.lr_scheduler.optimizer.param_groups[0]
+    assert fresh.ds_model.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
+    group = fresh.ds_model.lr_scheduler.optimizer.param_groups[0]
     assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9)
 
 

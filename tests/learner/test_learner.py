@@ -20,7 +20,7 @@ def _objective(learner: Learner, samples) -> float:
 
 def _optimizer_state(learner: Learner) -> dict:
     """AdamW's per-parameter state (the torch optimizer inside any ZeRO wrapper), copied."""
-    inner = getattr(learner.engine.optimizer, "optimizer", learner.engine.optimizer)
+    inner = getattr(learner.ds_model.optimizer, "optimizer", learner.ds_model.optimizer)
     # Keyed by position: ZeRO-3 keeps its flat fp32 partitions out of param_groups between steps.
     return {i: copy.deepcopy(state) for i, state in enumerate(inner.state.values())}
 
@@ -100,7 +100,7 @@ def test_nonfinite_loss_skips_step(tiny_path, stage):
     learner = Learner(small_config(zero_stage=stage), tiny_path)
     samples = make_samples()
     learner.update(samples)  # build optimizer state first
-    w, opt, lr_steps = weights(learner), _optimizer_state(learner), learner.engine.lr_scheduler.last_epoch
+    w, opt, lr_steps = weights(learner), _optimizer_state(learner), learner.ds_model.lr_scheduler.last_epoch
     samples[3].advantage = float("nan")
     metrics = learner.update(samples)
     assert metrics["skipped"] == 2 and metrics["optimizer_steps"] == 0
@@ -110,7 +110,7 @@ def test_nonfinite_loss_skips_step(tiny_path, stage):
     for key in opt:
         for name, value in opt[key].items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(after[key][name])), (key, name)
-    assert learner.engine.lr_scheduler.last_epoch == lr_steps
+    assert learner.ds_model.lr_scheduler.last_epoch == lr_steps
     # The learner still trains afterwards.
     samples[3].advantage = 1.0
     assert learner.update(samples)["skipped"] == 0

@@ -1,8 +1,7 @@
-"""Shared reference for the kernel tests: the naive full-vocabulary computation."""
+"""Helpers for the kernel tests: the naive full-vocabulary computation and the check against it."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 
@@ -64,12 +63,3 @@ def check_against_naive(token_logprobs, dtype, temperature, with_entropy, shape,
         assert g.dtype == ref.dtype and g.shape == ref.shape, name
         assert_close_rel(g, ref, grad_tol)
 
-
-@pytest.fixture
-def naive():
-    return naive_token_logprobs
-
-
-@pytest.fixture
-def against_naive():
-    return check_against_naive
