@@ -18,6 +18,7 @@ from spiral.choices import (
     LOSS_AGGS,
     LR_DECAYS,
     ON_GAME_ERROR,
+    POOL_SAMPLING,
     SFT_FILTERS,
     TEMPLATES,
     one_of,
@@ -142,9 +143,13 @@ class RolloutConfig:
     trains on exactly that distribution). Useful for tiny models that cannot yet write a box."""
     opponent: str = "self"
     """`self` (one policy, both seats), a scripted agent (`random`, `nash`, `minimax`, or a noisy expert such
-    as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, sampled by recency)."""
+    as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, drawn as `pool_sampling` says)."""
     pool_size: int = 4
     """With `opponent: pool`, how many recent checkpoints are kept as opponents."""
+    pool_sampling: str = "recency"
+    """With `opponent: pool`, how each step's opponent is drawn from the pool: `recency` (the i-th oldest of n
+    with weight i + 1, favouring recent checkpoints) or `uniform` (every member equally likely, the average
+    over past policies that fictitious play best-responds to)."""
     on_game_error: str = "stop"
     """When a game's own code fails mid-rollout (an exception, or payoffs that are not finite and zero-sum):
     `stop` ends the run with the game, seed and moves that replay it; `drop` logs that, drops the game
@@ -178,6 +183,8 @@ class RolloutConfig:
         _require(self.temperature >= 0, f"rollout.temperature must be >= 0, got {self.temperature}")
         _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _require(self.pool_size >= 1, f"rollout.pool_size must be at least 1, got {self.pool_size}")
+        _require(self.pool_sampling in POOL_SAMPLING,
+                 f"rollout.pool_sampling must be {one_of(POOL_SAMPLING)}, not {self.pool_sampling!r}")
         _require(self.transcripts_every >= 0,
                  f"rollout.transcripts_every must be >= 0 (0 disables), got {self.transcripts_every}")
         _require(self.kv_cache_gb > 0, f"rollout.kv_cache_gb must be positive, got {self.kv_cache_gb}")
