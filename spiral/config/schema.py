@@ -341,6 +341,15 @@ class EvalConfig:
     exploitability_samples: int = 0
     """0: read action probabilities exactly by scoring the legal moves (direct-answer policies);
     k > 0: estimate them from k sampled completions per information set."""
+    average_policy: bool = False
+    """Also log `eval/<game>/average_exploitability` where exploitability is computed: the exploitability of the
+    average policy of fictitious play, the reach-weighted mixture (OpenSpiel's `PolicyAggregator`, equal weights)
+    of the opponent pool's members and the current policy. Each member's policy is read out once, when its
+    checkpoint joins the pool (the evaluation's read-out if that step was evaluated), and saved in the
+    checkpoint's `state.json`, so a resumed run averages the same tables. Needs `rollout.opponent: pool` (the
+    average is over the policies the pool plays), `trainer.sync_every: 1` (the read-out must be of the
+    checkpoint's weights) and `trainer.layout: colocated`. Cheap on Kuhn; on Leduc a few times the cost of
+    its exploitability."""
     benchmarks: list[str] = field(default_factory=list)
     """Math/reasoning benchmarks evaluated online (e.g. [math500]); empty disables."""
     benchmark_limit: int = 0
@@ -466,6 +475,18 @@ class SpiralConfig:
             f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "
             "the pool plays saved checkpoints, so they must still exist",
         )
+        if self.eval.average_policy:
+            _require(self.rollout.opponent == "pool",
+                     f"eval.average_policy averages the checkpoint pool's policies: it needs rollout.opponent: pool, "
+                     f"not {self.rollout.opponent!r}")
+            _require(self.eval.exploitability and self.eval.every > 0,
+                     "eval.average_policy needs eval.exploitability: true and eval.every > 0 (it is logged beside "
+                     "the exploitability)")
+            _require(self.trainer.sync_every == 1,
+                     f"eval.average_policy needs trainer.sync_every: 1, got {self.trainer.sync_every}: each pool "
+                     "member's policy is read from the inference engine when its checkpoint is saved")
+            _require(self.trainer.layout == "colocated",
+                     "eval.average_policy needs trainer.layout: colocated (the dedicated layout does not support it)")
         _require(
             self.rollout.max_staleness == 0 or self.trainer.layout == "dedicated",
             f"rollout.max_staleness ({self.rollout.max_staleness}) needs trainer.layout: dedicated (colocated ranks "
