@@ -26,6 +26,8 @@ ON_GAME_ERROR = ("stop", "drop")
 """What a rollout does when a game's own code fails."""
 SFT_FILTERS = ("all", "winners")
 """Which turns `spiral sft` learns from."""
+POOL_SAMPLING = ("recency", "uniform")
+"""How `rollout.opponent: pool` draws a past checkpoint: linearly favouring recent ones, or each equally."""
 
 
 def one_of(values: tuple[str, ...]) -> str:

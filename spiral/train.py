@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spiral.algo.rae import RoleBaselines, rae_advantages
 from spiral.config import SpiralConfig, to_yaml
@@ -32,7 +32,10 @@ from spiral.rollout.opponents import Opponents
 from spiral.rundir import resume_point
 from spiral.seeding import derive_seed
 from spiral.tracking import MetricsLogger
-from spiral.types import TurnSample
+from spiral.types import SamplingSettings, TurnSample
+
+if TYPE_CHECKING:
+    from spiral.eval.average_policy import PoolAverage
 
 
 def train(cfg: SpiralConfig) -> Path:
@@ -56,12 +59,17 @@ def train(cfg: SpiralConfig) -> Path:
     baselines = RoleBaselines()
     opponents = Opponents(cfg, model_path)
     eval_opponents = _eval_opponent_engines(cfg)
+    average = _pool_average(cfg, opponents)
     start_step = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, learner)
         start_step = int(state["step"])
         baselines.load_state_dict(state["rae"])
         opponents.pool.load_state_dict(state["opponent_pool"])
+        if cfg.rollout.opponent == "pool":  # the state was saved before its own checkpoint joined the pool
+            opponents.pool.add(str(resume_from / "model"))
+        if average is not None:
+            average.load()
         engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
 
     logger = MetricsLogger(run_dir, enabled=dist.is_main(), console=cfg.logging.console,
@@ -71,7 +79,7 @@ def train(cfg: SpiralConfig) -> Path:
     samples_per_rank = math.ceil(cfg.rollout.samples_per_step / dist.world_size())
 
     if start_step == 0 and _due(cfg.eval.every, 0):
-        logger.log(0, evaluate(cfg, engine, step=0, opponent_engines=eval_opponents), cfg.trainer.steps)
+        logger.log(0, evaluate(cfg, engine, step=0, opponent_engines=eval_opponents, average=average), cfg.trainer.steps)
 
     for step in range(start_step + 1, cfg.trainer.steps + 1):
         timer = PhaseTimer()
@@ -105,7 +113,7 @@ def train(cfg: SpiralConfig) -> Path:
         metrics: dict[str, float] = {}
         if cfg.eval.every > 0 and (_due(cfg.eval.every, step) or step == cfg.trainer.steps):
             with timer("eval"):
-                metrics.update(evaluate(cfg, engine, step, opponent_engines=eval_opponents))
+                metrics.update(evaluate(cfg, engine, step, opponent_engines=eval_opponents, average=average))
 
         # 6. Log.
         metrics.update({("loss/policy" if k == "policy_loss" else f"train/{k}"): v for k, v in update_stats.items()})
@@ -127,11 +135,15 @@ def train(cfg: SpiralConfig) -> Path:
 
         # 7. Checkpoint (atomic: written under a temporary name, then renamed).
         if _due(cfg.checkpoint.every, step) or step == cfg.trainer.steps:
-            path = save_checkpoint(run_dir, step, learner, {
-                "step": step, "rae": baselines.state_dict(), "opponent_pool": opponents.pool.state_dict(),
-            })
+            state = {"step": step, "rae": baselines.state_dict(), "opponent_pool": opponents.pool.state_dict()}
+            if average is not None:  # the policy this checkpoint plays as a pool member, read out once
+                state["policy"] = average.policy_at(step, engine, cfg.rollout.template,
+                                                    _eval_sampling(cfg, step), cfg.eval.exploitability_samples)
+            path = save_checkpoint(run_dir, step, learner, state)
             if cfg.rollout.opponent == "pool":
                 opponents.pool.add(str(path / "model"))
+            if average is not None:
+                average.add(str(path / "model"), state["policy"])
     logger.close()
     # Shut the engines down while the process group they were built beside still exists: left to vLLM's exit
     # hook, the shutdown runs after ours has destroyed the group and ends the run with a traceback.
@@ -156,24 +168,27 @@ def _assign_advantages(cfg: SpiralConfig, samples: list[TurnSample], baselines: 
         sample.advantage = adv
 
 
-def evaluate(cfg: SpiralConfig, engine: Engine, step: int,
-             opponent_engines: dict[str, Engine] | None = None) -> dict[str, float]:
+def evaluate(cfg: SpiralConfig, engine: Engine, step: int, opponent_engines: dict[str, Engine] | None = None,
+             average: PoolAverage | None = None) -> dict[str, float]:
     """Online evaluation with the current engine weights: game report and benchmark subset (rank 0).
 
-    `opponent_engines` serve the model opponents of `eval.opponents` (see `_eval_opponent_engines`).
+    `opponent_engines` serve the model opponents of `eval.opponents` (see `_eval_opponent_engines`); `average`
+    (with `eval.average_policy`) adds the average policy's exploitability.
     """
-    from spiral.eval.game_eval import eval_sampling, evaluate_games
+    from spiral.eval.game_eval import evaluate_games
 
     if not dist.is_main():
         return {}
     ev = cfg.eval
-    sampling = eval_sampling(ev, seed=derive_seed(cfg.run.seed, "eval", step))
+    sampling = _eval_sampling(cfg, step)
     engine.wake()
     metrics: dict[str, float] = {}
     if ev.games:
         report = evaluate_games(engine, ev, cfg.rollout, seed=cfg.run.seed, sampling=sampling,
                                 opponent_engines=opponent_engines)
         metrics.update(report.to_metrics())
+        if average is not None:
+            metrics.update(average.observe(step, report))
     if ev.benchmarks:
         from spiral.eval.bench_runner import run_benchmarks
 
@@ -185,6 +200,23 @@ def evaluate(cfg: SpiralConfig, engine: Engine, step: int,
         for name, res in results["metrics"].items():
             metrics[f"eval/bench/{name}/accuracy"] = res["accuracy"]
     return metrics
+
+
+def _eval_sampling(cfg: SpiralConfig, step: int) -> SamplingSettings:
+    """The evaluation's sampling settings at `step` (seeded per step)."""
+    from spiral.eval.game_eval import eval_sampling
+
+    return eval_sampling(cfg.eval, seed=derive_seed(cfg.run.seed, "eval", step))
+
+
+def _pool_average(cfg: SpiralConfig, opponents: Opponents) -> PoolAverage | None:
+    """With `eval.average_policy`, the pool's read-out policies (rank 0, which evaluates); else None."""
+    from spiral.eval.average_policy import PoolAverage
+    from spiral.eval.game_eval import exploitability_targets
+
+    if not cfg.eval.average_policy or not dist.is_main():
+        return None
+    return PoolAverage(opponents.pool, exploitability_targets(cfg.eval.games))
 
 
 def _rollout_metrics(rollout: Rollout, world: int) -> dict[str, float]:

@@ -18,6 +18,7 @@ from spiral.choices import (
     LOSS_AGGS,
     LR_DECAYS,
     ON_GAME_ERROR,
+    POOL_SAMPLING,
     SFT_FILTERS,
     TEMPLATES,
     one_of,
@@ -142,9 +143,13 @@ class RolloutConfig:
     trains on exactly that distribution). Useful for tiny models that cannot yet write a box."""
     opponent: str = "self"
     """`self` (one policy, both seats), a scripted agent (`random`, `nash`, `minimax`, or a noisy expert such
-    as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, sampled by recency)."""
+    as `minimax:epsilon=0.3`), a checkpoint path, or `pool` (past checkpoints of this run, drawn as `pool_sampling` says)."""
     pool_size: int = 4
     """With `opponent: pool`, how many recent checkpoints are kept as opponents."""
+    pool_sampling: str = "recency"
+    """With `opponent: pool`, how each step's opponent is drawn from the pool: `recency` (the i-th oldest of n
+    with weight i + 1, favouring recent checkpoints) or `uniform` (every member equally likely, the average
+    over past policies that fictitious play best-responds to)."""
     on_game_error: str = "stop"
     """When a game's own code fails mid-rollout (an exception, or payoffs that are not finite and zero-sum):
     `stop` ends the run with the game, seed and moves that replay it; `drop` logs that, drops the game
@@ -178,6 +183,8 @@ class RolloutConfig:
         _require(self.temperature >= 0, f"rollout.temperature must be >= 0, got {self.temperature}")
         _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _require(self.pool_size >= 1, f"rollout.pool_size must be at least 1, got {self.pool_size}")
+        _require(self.pool_sampling in POOL_SAMPLING,
+                 f"rollout.pool_sampling must be {one_of(POOL_SAMPLING)}, not {self.pool_sampling!r}")
         _require(self.transcripts_every >= 0,
                  f"rollout.transcripts_every must be >= 0 (0 disables), got {self.transcripts_every}")
         _require(self.kv_cache_gb > 0, f"rollout.kv_cache_gb must be positive, got {self.kv_cache_gb}")
@@ -334,6 +341,15 @@ class EvalConfig:
     exploitability_samples: int = 0
     """0: read action probabilities exactly by scoring the legal moves (direct-answer policies);
     k > 0: estimate them from k sampled completions per information set."""
+    average_policy: bool = False
+    """Also log `eval/<game>/average_exploitability` where exploitability is computed: the exploitability of the
+    average policy of fictitious play, the reach-weighted mixture (OpenSpiel's `PolicyAggregator`, equal weights)
+    of the opponent pool's members and the current policy. Each member's policy is read out once, when its
+    checkpoint joins the pool (the evaluation's read-out if that step was evaluated), and saved in the
+    checkpoint's `state.json`, so a resumed run averages the same tables. Needs `rollout.opponent: pool` (the
+    average is over the policies the pool plays), `trainer.sync_every: 1` (the read-out must be of the
+    checkpoint's weights) and `trainer.layout: colocated`. Cheap on Kuhn; on Leduc a few times the cost of
+    its exploitability."""
     benchmarks: list[str] = field(default_factory=list)
     """Math/reasoning benchmarks evaluated online (e.g. [math500]); empty disables."""
     benchmark_limit: int = 0
@@ -459,6 +475,18 @@ class SpiralConfig:
             f"rollout.pool_size ({self.rollout.pool_size}) must not exceed checkpoint.keep ({self.checkpoint.keep}): "
             "the pool plays saved checkpoints, so they must still exist",
         )
+        if self.eval.average_policy:
+            _require(self.rollout.opponent == "pool",
+                     f"eval.average_policy averages the checkpoint pool's policies: it needs rollout.opponent: pool, "
+                     f"not {self.rollout.opponent!r}")
+            _require(self.eval.exploitability and self.eval.every > 0,
+                     "eval.average_policy needs eval.exploitability: true and eval.every > 0 (it is logged beside "
+                     "the exploitability)")
+            _require(self.trainer.sync_every == 1,
+                     f"eval.average_policy needs trainer.sync_every: 1, got {self.trainer.sync_every}: each pool "
+                     "member's policy is read from the inference engine when its checkpoint is saved")
+            _require(self.trainer.layout == "colocated",
+                     "eval.average_policy needs trainer.layout: colocated (the dedicated layout does not support it)")
         _require(
             self.rollout.max_staleness == 0 or self.trainer.layout == "dedicated",
             f"rollout.max_staleness ({self.rollout.max_staleness}) needs trainer.layout: dedicated (colocated ranks "

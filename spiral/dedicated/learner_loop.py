@@ -95,6 +95,8 @@ class LearnerLoop:
             self.start_step = int(state["step"])
             self.baselines.load_state_dict(state["rae"])
             self.pool.load_state_dict(state["opponent_pool"])
+            if cfg.rollout.opponent == "pool":  # the state was saved before its own checkpoint joined the pool
+                self.pool.add(str(resume_from / "model"))
             self.queue = decode_batches(state.get("in_flight", [])) if dist.is_main() else []
         self.next_batch = self.start_step + 1 + len(self.queue)
         self.logger = MetricsLogger(self.run_dir, enabled=dist.is_main(), console=cfg.logging.console,

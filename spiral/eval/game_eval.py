@@ -238,6 +238,12 @@ def _exploitability_target(spec: GameSpec) -> PolicyTarget | None:
     return None
 
 
+def exploitability_targets(games: Sequence[str]) -> dict[str, PolicyTarget]:
+    """The evaluated games (`eval.games`) that have exact exploitability, by name, and their targets."""
+    targets = {spec.name: _exploitability_target(spec) for spec in _game_specs(games)}
+    return {name: target for name, target in targets.items() if target is not None}
+
+
 # -- a model policy ---------------------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@ def _cached_target(name: str, params_json: str) -> PolicyTarget:
     def score(table: Mapping[str, Mapping[str, float]], mode: str, **extra: Any) -> ExploitabilityResult:
         return _score(game, states, table, mode, **extra)
 
-    return PolicyTarget(states, score)
+    ids = {key: {move: state.action_id(move) for move in state.legal_actions()} for key, state in states.items()}
+    return PolicyTarget(states, score, game.openspiel_game, ids)
 
 
 def openspiel_target(name: str, params: Mapping[str, Any]) -> PolicyTarget:

@@ -226,6 +226,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta_file.read_text())
 
 
+def saved_state(path: str | Path) -> dict[str, Any]:
+    """The `state` dict a checkpoint was saved with (its JSON only: no weights are read)."""
+    return dict(_read_meta(Path(path))["state"])
+
+
 def checkpoint_step(path: str | Path) -> int:
     """The training step a complete checkpoint was saved after."""
     return int(_read_meta(Path(path))["step"])

@@ -1,11 +1,13 @@
 """Opponents for the learning policy: `Opponents` (what `rollout.opponent` names, step by step) and the pool of
-past checkpoints it samples from, with a bias toward recent ones.
+past checkpoints it samples from, by recency or uniformly (`rollout.pool_sampling`).
 """
 
 from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING, Any
+
+from spiral.choices import POOL_SAMPLING, one_of
 
 if TYPE_CHECKING:
     from spiral.config import SpiralConfig
@@ -14,12 +16,16 @@ if TYPE_CHECKING:
 
 
 class OpponentPool:
-    """The `capacity` most recent checkpoint paths; `sample` picks the i-th oldest with weight i + 1."""
+    """The `capacity` most recent checkpoint paths; `sample` picks the i-th oldest with weight i + 1 (`recency`)
+    or each with the same weight (`uniform`)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, sampling: str = "recency") -> None:
         if capacity < 1:
             raise ValueError(f"opponent pool capacity must be at least 1, got {capacity}")
+        if sampling not in POOL_SAMPLING:
+            raise ValueError(f"opponent pool sampling must be {one_of(POOL_SAMPLING)}, not {sampling!r}")
         self.capacity = capacity
+        self.sampling = sampling
         self.paths: list[str] = []  # oldest first
 
     def __len__(self) -> int:
@@ -33,9 +39,11 @@ class OpponentPool:
         del self.paths[: max(0, len(self.paths) - self.capacity)]
 
     def sample(self, rng: random.Random) -> str:
-        """One checkpoint path; linearly more likely the more recent it is."""
+        """One checkpoint path: linearly more likely the more recent it is (`recency`), or uniformly drawn."""
         if not self.paths:
             raise LookupError("the opponent pool is empty: add a checkpoint before sampling (or play self-play first)")
+        if self.sampling == "uniform":
+            return rng.choice(self.paths)
         return rng.choices(self.paths, weights=range(1, len(self.paths) + 1))[0]
 
     def state_dict(self) -> dict[str, Any]:
@@ -50,7 +58,8 @@ class OpponentPool:
 
 class Opponents:
     """Who the policy plays in training rollouts: itself (`self`), a scripted agent, a fixed checkpoint, or a
-    past checkpoint of this run sampled from `pool` by recency (self-play until the first checkpoint exists).
+    past checkpoint of this run drawn from `pool` as `rollout.pool_sampling` says (self-play until the first
+    checkpoint exists).
 
     Owns the opponent engine a checkpoint or the pool needs (built beside the policy's engine).
     """
@@ -62,7 +71,7 @@ class Opponents:
         from spiral.rollout.engine_factory import create_engine_from_config
 
         self.cfg = cfg
-        self.pool = OpponentPool(cfg.rollout.pool_size)
+        self.pool = OpponentPool(cfg.rollout.pool_size, cfg.rollout.pool_sampling)
         spec = cfg.rollout.opponent
         self.engine: Engine | None = None
         self.fixed: Engine | MoveChooser | None = None

@@ -96,6 +96,23 @@ def test_cli_config_show_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "trainer.lr" in capsys.readouterr().err
 
 
+def test_pool_sampling_is_recency_by_default_and_checked() -> None:
+    assert load_config(None, []).rollout.pool_sampling == "recency"
+    assert load_config(None, ["rollout.pool_sampling=uniform"]).rollout.pool_sampling == "uniform"
+    with pytest.raises(ConfigError, match="rollout.pool_sampling must be recency or uniform, not 'fifo'"):
+        load_config(None, ["rollout.pool_sampling=fifo"])
+
+
+def test_average_policy_needs_the_pool_and_an_exploitability_eval() -> None:
+    pool = ["eval.average_policy=true", "rollout.opponent=pool", "rollout.pool_size=2"]
+    assert load_config(None, pool).eval.average_policy
+    for extra, key in ((["rollout.opponent=self"], "rollout.opponent: pool"),
+                       (["eval.exploitability=false"], "eval.exploitability"),
+                       (["trainer.sync_every=2"], "trainer.sync_every")):
+        with pytest.raises(ConfigError, match=f"eval.average_policy .*{key}"):
+            load_config(None, pool + extra)
+
+
 def test_pool_must_fit_in_kept_checkpoints() -> None:
     with pytest.raises(ConfigError, match="rollout.pool_size"):
         load_config(None, ["rollout.opponent=pool", "rollout.pool_size=5", "checkpoint.keep=3"])

@@ -117,6 +117,43 @@ def test_fixed_and_pool_opponents_train_only_the_learning_seat(tmp_path: Path, o
         assert len(state["state"]["opponent_pool"]["paths"]) == 2  # checkpoints of steps 1 and 2 are in the pool
 
 
+def test_average_policy_mixes_the_pool_members_read_out_at_their_checkpoints(tmp_path: Path) -> None:
+    import json
+
+    from spiral.eval.average_policy import average_table
+    from spiral.eval.exploitability import kuhn_target
+
+    run_dir = tmp_path / "run"
+    args = ["trainer.steps=4", "rollout.opponent=pool", "rollout.pool_size=2", "checkpoint.every=1",
+            "checkpoint.keep=4", "eval.every=2", "eval.average_policy=true"]
+    run_train(run_dir, *args)
+    rows = {r["step"]: r for r in read_metrics(run_dir)}
+    for step in (0, 2, 4):
+        assert 0.0 <= rows[step]["eval/kuhn_poker/average_exploitability"] <= 1.0
+    # An empty pool averages the current policy alone.
+    assert rows[0]["eval/kuhn_poker/average_exploitability"] == pytest.approx(rows[0]["eval/kuhn_poker/exploitability"])
+    # At step 4 the pool holds steps 2 and 3 (step 3 read out at its checkpoint, not evaluated); step 4 is current.
+    def policy(step: int) -> dict:
+        return json.loads((run_dir / "checkpoints" / f"step-{step:06d}" / "state.json").read_text())["state"]["policy"]
+
+    target = kuhn_target()
+    tables = [policy(step)["kuhn_poker"] for step in (2, 3, 4)]
+    expected = target.score(average_table(target, tables), "table").exploitability
+    assert rows[4]["eval/kuhn_poker/average_exploitability"] == pytest.approx(expected, abs=1e-12)
+    assert rows[4]["eval/kuhn_poker/exploitability"] == pytest.approx(target.score(tables[-1], "table").exploitability)
+
+    # Resumed from step 2, a run plays the same pool (steps 1 and 2) and averages the same saved tables.
+    resumed = tmp_path / "resumed"
+    run_train(resumed, *args, f"run.resume={run_dir / 'checkpoints' / 'step-000002'}")
+    got = {r["step"]: deterministic_view(r) for r in read_metrics(resumed)}
+    assert sorted(got) == [3, 4]
+    for step in (3, 4):
+        want = deterministic_view(rows[step])
+        assert got[step].keys() == want.keys()
+        for key, value in want.items():
+            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
 def test_non_finite_updates_are_skipped_and_logged_with_the_console_on(tmp_path: Path) -> None:
     """Every update of this run is non-finite (see `plugin_games.HugeStakes`): each must be skipped, shown
     on the console and in metrics.jsonl, the weights left as they were, and the checkpoints written."""
