@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,8 @@ class GameReport:
 
     def to_metrics(self) -> dict[str, float]:
         """`eval/<game>/<opponent>/<metric>` (seats combined, games-weighted), `.../seat<i>/<metric>`, and
-        `eval/<game>/{exploitability,nash_conv,exploitability_invalid}` and, for games with few information sets
+        `eval/<game>/{exploitability,nash_conv}`, `eval/<game>/exploitability_invalid` for a model that writes its
+        moves, and, for games with few information sets
         (Kuhn), the read-out policy `eval/kuhn_poker/policy/<information set>/<move>`."""
         flat: dict[str, float] = {}
         for game, result in self.games.items():
@@ -111,7 +112,8 @@ class GameReport:
                 detail = result.exploitability
                 flat[f"eval/{game}/exploitability"] = float(detail.exploitability)
                 flat[f"eval/{game}/nash_conv"] = float(detail.nash_conv)
-                flat[f"eval/{game}/exploitability_invalid"] = float(detail.invalid_mean)
+                if detail.invalid:  # measured only for a model that writes its moves
+                    flat[f"eval/{game}/exploitability_invalid"] = float(detail.invalid_mean)
                 # The tabular policy itself (Kuhn has 12 information sets): eval/kuhn_poker/policy/1pb/call.
                 logged = detail.policy if len(detail.policy) <= LOGGED_POLICY_SETS else {}
                 for infoset, probs in logged.items():
@@ -328,8 +330,13 @@ def evaluate_games(
         for spec in specs:
             target = _exploitability_target(spec)
             if target is not None:
-                report.games[spec.name].exploitability = model_exploitability(
-                    engine, template, sampling, samples=eval_cfg.exploitability_samples, target=target)
+                result = model_exploitability(engine, template, sampling, samples=eval_cfg.exploitability_samples,
+                                              target=target)
+                if rollout_cfg.action_constraint == "choice":
+                    # The policy played picks among the legal moves and never answers invalidly; the mass the
+                    # model would put on other text when writing is not a property of it.
+                    result = replace(result, invalid={})
+                report.games[spec.name].exploitability = result
     return report
 
 

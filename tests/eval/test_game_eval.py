@@ -103,3 +103,18 @@ def test_tiny_model_report_counts_invalid_moves_of_both_seats():
     flat = report.to_metrics()
     assert flat["eval/kuhn_poker/builtin:tiny/opponent_invalid_rate"] == 0.5
     assert "eval/kuhn_poker/exploitability" in flat and "eval/kuhn_poker/random/response_len_mean" in flat
+    # Writing its moves, the untrained model puts almost no mass on any legal `\boxed{move}`.
+    assert flat["eval/kuhn_poker/exploitability_invalid"] > 0.99
+
+
+@pytest.mark.slow
+def test_a_choice_policy_has_no_invalid_mass_to_report():
+    # Choosing among the legal moves, the model never answers invalidly, so the mass it would put elsewhere when
+    # writing (~1 for the untrained model, above) is not reported beside the exploitability of what it plays.
+    report = _report("builtin:tiny", ["kuhn_poker"], ["random"], episodes=2, seed=0,
+                     rollout=RolloutConfig(template="direct", action_constraint="choice"),
+                     engine_kwargs={"max_model_len": 1024}, temperature=1.0, top_p=1.0, max_tokens=12)
+    flat = report.to_metrics()
+    assert 0.0 <= flat["eval/kuhn_poker/exploitability"] <= 1.0
+    assert "eval/kuhn_poker/exploitability_invalid" not in flat
+    assert report.to_dict()["games"]["kuhn_poker"]["exploitability_detail"]["invalid"] == {}
