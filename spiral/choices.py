@@ -28,6 +28,8 @@ SFT_FILTERS = ("all", "winners")
 """Which turns `spiral sft` learns from."""
 POOL_SAMPLING = ("recency", "uniform")
 """How `rollout.opponent: pool` draws a past checkpoint: linearly favouring recent ones, or each equally."""
+KL_ESTIMATORS = ("k3", "exact")
+"""How the KL to the reference is computed: k3 at each sampled token, or exactly over the legal moves (choice)."""
 
 
 def one_of(values: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ def ppo_loss(
     norm_constant: float = 1.0,
     ref_logprobs: Tensor | None = None,
     kl_coef: float = 0.0,
+    kl_values: Tensor | None = None,
     entropy: Tensor | None = None,
     entropy_coef: float = 0.0,
     num_sequences: float | None = None,
@@ -34,7 +35,8 @@ def ppo_loss(
     `advantages` is [B] (one per sequence) or [B, T].
 
     Per token: max(−A·r, −A·clip(r, 1−ε, 1+ε)) with r = exp(new − old), plus `kl_coef`·k3 where
-    k3 = exp(ref − new) − (ref − new) − 1 when `kl_coef` > 0, minus `entropy_coef`·`entropy` (the
+    k3 = exp(ref − new) − (ref − new) − 1 when `kl_coef` > 0 (or `kl_values`, [B, T], differentiable: a KL to
+    the reference already computed at each learning token, e.g. exactly over the legal moves), minus `entropy_coef`·`entropy` (the
     policy's entropy at that token, [B, T]) when `entropy_coef` > 0. Aggregation over the masked tokens:
     - `seq_sum_norm` (the paper): the sum of all token losses / (num_sequences · norm_constant), i.e.
       each sequence's summed token loss divided by the generation budget, averaged over sequences;
@@ -54,8 +56,10 @@ def ppo_loss(
             f"new_logprobs {tuple(new_logprobs.shape)}, old_logprobs {tuple(old_logprobs.shape)} and mask "
             f"{tuple(mask.shape)} must have one shape"
         )
-    if kl_coef > 0 and ref_logprobs is None:
-        raise ValueError("kl_coef > 0 needs ref_logprobs")
+    if kl_coef > 0 and ref_logprobs is None and kl_values is None:
+        raise ValueError("kl_coef > 0 needs ref_logprobs or kl_values")
+    if kl_values is not None and kl_values.shape != mask.shape:
+        raise ValueError(f"kl_values {tuple(kl_values.shape)} must have the mask's shape {tuple(mask.shape)}")
     if entropy_coef > 0 and (entropy is None or entropy.shape != mask.shape):
         raise ValueError(f"entropy_coef > 0 needs an entropy tensor of the mask's shape {tuple(mask.shape)}")
     mask = mask.bool()
@@ -74,8 +78,11 @@ def ppo_loss(
         token_loss = token_loss * torch.where(mask, is_weights.detach().to(token_loss.dtype), 0.0)
     kl_ref = None
     if kl_coef > 0:
-        ref_diff = torch.where(mask, ref_logprobs - new_logprobs, 0.0)
-        kl_ref = torch.exp(ref_diff) - ref_diff - 1.0
+        if kl_values is not None:
+            kl_ref = torch.where(mask, kl_values.to(token_loss.dtype), 0.0)
+        else:
+            ref_diff = torch.where(mask, ref_logprobs - new_logprobs, 0.0)
+            kl_ref = torch.exp(ref_diff) - ref_diff - 1.0
         token_loss = token_loss + kl_coef * kl_ref
     if entropy_coef > 0 and entropy is not None:  # (None was refused above)
         token_loss = token_loss - entropy_coef * torch.where(mask, entropy.to(token_loss.dtype), 0.0)

@@ -170,7 +170,7 @@ def _check_models_and_agents(cfg: SpiralConfig) -> None:
     from spiral.models.builtin import check_model_path
 
     checks: list[tuple[str, str, Callable[[str], None]]] = [("model.path", cfg.model.path, check_model_path)]
-    if cfg.algo.kl_reference:
+    if cfg.algo.kl_reference and cfg.algo.kl_reference != "uniform":
         checks.append(("algo.kl_reference", cfg.algo.kl_reference, check_model_path))
     if cfg.run.resume not in ("auto", "never"):
         checks.append(("run.resume", cfg.run.resume, _check_checkpoint_dir))

@@ -14,6 +14,7 @@ from spiral.choices import (
     ACTION_CONSTRAINTS,
     DTYPES,
     ENGINES,
+    KL_ESTIMATORS,
     LOGPROB_BACKENDS,
     LOSS_AGGS,
     LR_DECAYS,
@@ -224,12 +225,26 @@ class AlgoConfig:
     kl_reference: str = ""
     """The KL penalty's reference model: empty for the initial policy (`model.path`), or another model
     (a folder, hub id or `builtin:*` name) with the same tokenizer. Lets a run start from one model and be
-    regularised toward another, e.g. toward a warm-start that writes the format with no move preference."""
+    regularised toward another, e.g. toward a warm-start that writes the format with no move preference;
+    or `uniform`: the uniform distribution over the legal moves (choice samples only, no model is loaded), an
+    anchor that stays open where the initial model is nearly deterministic."""
     magnet_ema: float = 0.0
     """Move the KL reference (the "magnet" of magnetic mirror descent) toward the current policy after every
     step: ref ← (1 − m)·ref + m·policy, weight by weight. 0 keeps the frozen initial policy. A moving magnet
     lets the last iterate settle near an equilibrium instead of the initial policy's regularised one, while
     the KL still damps each step's change (self-play cycling, format drift). Needs kl_coef > 0."""
+    kl_decay: str = "none"
+    """Anneal the KL coefficient over the run's steps like the learning rate: `none`, `linear` or `cosine` to
+    `kl_min_ratio` × kl_coef at the last step. A KL to a fixed reference biases the point self-play settles
+    at (the regularised equilibrium; docs/results.md measures it on Kuhn); shrinking it late, while the
+    learning rate is small, lets the last iterate follow that point toward the game's equilibrium."""
+    kl_min_ratio: float = 0.1
+    """Final KL coefficient as a fraction of `kl_coef` when `kl_decay` is not `none` (above 0)."""
+    kl_estimator: str = "k3"
+    """`k3`: the KL term is the k3 estimate exp(ref − new) − (ref − new) − 1 at each sampled token (the
+    sample-based estimate LLM trainers use; its gradient pulls toward the reference like KL(ref ‖ π)).
+    `exact`: KL(π ‖ ref) summed over every legal move at each choice sample — the regulariser of magnetic
+    mirror descent; needs `rollout.action_constraint: choice`, where the learner scores every legal move anyway."""
     entropy_coef: float = 0.0
     """Weight of an entropy bonus: the loss subtracts this times the policy's entropy at each learning
     token (over the legal moves for a choice sample, over the vocabulary for a free completion),
@@ -254,6 +269,14 @@ class AlgoConfig:
         _require(0 <= self.magnet_ema <= 1, f"algo.magnet_ema must be in [0, 1], got {self.magnet_ema}")
         _require(self.magnet_ema == 0 or self.kl_coef > 0,
                  "algo.magnet_ema moves the KL reference: it needs algo.kl_coef > 0")
+        _require(self.kl_reference != "uniform" or self.magnet_ema == 0,
+                 "algo.magnet_ema moves a model's weights: it cannot move algo.kl_reference: uniform")
+        _require(self.kl_decay in LR_DECAYS, f"algo.kl_decay must be {one_of(LR_DECAYS)}, not {self.kl_decay!r}")
+        _require(0.0 < self.kl_min_ratio <= 1.0, f"algo.kl_min_ratio must be in (0, 1], got {self.kl_min_ratio}")
+        _require(self.kl_decay == "none" or self.kl_coef > 0, "algo.kl_decay anneals the KL: it needs algo.kl_coef > 0")
+        _require(self.kl_estimator in KL_ESTIMATORS,
+                 f"algo.kl_estimator must be {one_of(KL_ESTIMATORS)}, not {self.kl_estimator!r}")
+        _require(self.kl_estimator == "k3" or self.kl_coef > 0, "algo.kl_estimator: exact needs algo.kl_coef > 0")
         _require(self.loss_norm >= 0, f"algo.loss_norm must be >= 0 (0 means rollout.max_tokens), got {self.loss_norm}")
 
 
@@ -487,6 +510,12 @@ class SpiralConfig:
                      "member's policy is read from the inference engine when its checkpoint is saved")
             _require(self.trainer.layout == "colocated",
                      "eval.average_policy needs trainer.layout: colocated (the dedicated layout does not support it)")
+        _require(self.algo.kl_reference != "uniform" or self.rollout.action_constraint == "choice",
+                 "algo.kl_reference: uniform is uniform over the legal moves, which only rollout.action_constraint: "
+                 f"choice lists (got {self.rollout.action_constraint!r})")
+        _require(self.algo.kl_estimator != "exact" or self.rollout.action_constraint == "choice",
+                 "algo.kl_estimator: exact sums the KL over the legal moves, which only rollout.action_constraint: "
+                 f"choice scores (got {self.rollout.action_constraint!r}); use k3 for written moves")
         _require(
             self.rollout.max_staleness == 0 or self.trainer.layout == "dedicated",
             f"rollout.max_staleness ({self.rollout.max_staleness}) needs trainer.layout: dedicated (colocated ranks "

@@ -72,6 +72,21 @@ class Batch:
                   for (choice, logp), entropy in zip(self._per_sample(flat_logprobs), self._slices(flat_entropy))]
         return pad_sequence(pieces, batch_first=True)
 
+    def move_logprobs(self, flat: Tensor) -> list[Tensor]:
+        """Per sample: a choice sample's log-probs of all its legal moves, renormalised over them (a free
+        sample: its completion's token log-probs). Differentiable."""
+        return [values for _, values in self._per_sample(flat)]
+
+    def sample_kl(self, flat_logprobs: Tensor, reference: Sequence[Tensor]) -> Tensor:
+        """[B, T] KL(π ‖ ref) over the legal moves at each choice sample's learning token, from the policy's
+        per-token log-probs and the reference's `move_logprobs` (one tensor per sample). Differentiable."""
+        pieces = []
+        for (choice, logp), ref in zip(self._per_sample(flat_logprobs), reference, strict=True):
+            if choice < 0:
+                raise ValueError("an exact KL over the legal moves needs choice samples, not free completions")
+            pieces.append((logp.exp() * (logp - ref.to(logp.device, logp.dtype))).sum()[None])
+        return pad_sequence(pieces, batch_first=True)
+
     def _slices(self, flat: Tensor) -> Iterator[Tensor]:
         """Each sample's run of per-scored-token values."""
         offset = 0

@@ -158,7 +158,7 @@ class _OldLogprobs:
 
     learner: list[Tensor]  # the current weights', at the rollout temperature
     engine: list[Tensor | None]  # the inference engine's, where the sample carries them
-    reference: list[Tensor] | None  # the KL reference's (only when algo.kl_coef > 0)
+    reference: list[Tensor] | None  # the KL reference's (only when algo.kl_coef > 0; every legal move's for exact)
     ratio_base: list[Tensor]  # the PPO ratio's denominators
     is_weights: list[Tensor] | None  # truncated importance weights (algo.tis_cap; ones where no engine log-probs)
 
@@ -223,7 +223,8 @@ class Learner:
             # Partitioned now (lm_head_weight would refuse its empty shape), gathered in forward.
             head = self.scorer.model.get_output_embeddings()
             deepspeed.zero.register_external_parameter(self.scorer, head.weight)
-        self.reference = self._load_reference() if cfg.algo.kl_coef > 0 else None
+        # The KL's reference model (none for `algo.kl_reference: uniform`, whose log-probs are known).
+        self.reference = self._load_reference() if cfg.algo.kl_coef > 0 and cfg.algo.kl_reference != "uniform" else None
         self.updates = 0  # PPO update() calls so far; seeds the minibatch shuffle
 
     # ---------------------------------------------------------------- helpers
@@ -254,25 +255,24 @@ class Learner:
                             self.cfg.trainer.share_prompt_prefix)
 
     def _forward(self, module: nn.Module, batch: Batch, temperature: float,
-                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """[B, T] per-sample log-probs (see `Batch.sample_logprobs`) and, if asked, the entropy of every
-        scored token over the vocabulary (flat) and the [B, T] entropy at each learning token (see
-        `Batch.sample_entropies`)."""
+                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        """The log-prob of every scored token of `batch` (flat; `Batch.sample_logprobs` and its siblings turn
+        it into per-sample values) and, if asked, the entropy over the vocabulary at each of them."""
         shared = batch.shared_prefix
         tr = self.cfg.trainer
         if tr.share_prompt_prefix and tr.zero_stage == 3 and dist_utils.world_size() > 1:
             # ZeRO-3 gathers a layer's parameters collectively at every call, so every rank must make as
             # many decoder calls as the others: share the prefix only where all ranks can.
             shared = 0 if dist_utils.all_reduce_max([float(shared == 0)])[0] > 0 else shared
-        lp, ent = module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
-                         batch.score_targets, temperature=temperature, return_entropy=return_entropy,
-                         tree=batch.has_choices, shared_prefix=shared)
-        learning = batch.sample_entropies(lp, ent) if return_entropy else None
-        return batch.sample_logprobs(lp), ent, learning
+        return module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                      batch.score_targets, temperature=temperature, return_entropy=return_entropy,
+                      tree=batch.has_choices, shared_prefix=shared)
 
     @torch.no_grad()
-    def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float) -> list[Tensor]:
-        """Per-sample 1-D log-prob tensors, micro-batch by micro-batch.
+    def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float,
+                   all_moves: bool = False) -> list[Tensor]:
+        """Per-sample 1-D log-prob tensors of the learning tokens (`all_moves`: of every legal move of a choice
+        sample, see `Batch.move_logprobs`), micro-batch by micro-batch.
 
         Every rank runs the same number of forwards (ZeRO-3 gathers are collective): a rank with fewer
         micro-batches runs throwaway ones.
@@ -283,15 +283,19 @@ class Learner:
                 self._dummy_forward(module, temperature)
                 continue
             batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-            lp, _, _ = self._forward(module, batch, temperature)
-            out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(group)))
+            flat, _ = self._forward(module, batch, temperature)
+            if all_moves:
+                out.extend(values.float() for values in batch.move_logprobs(flat))
+            else:
+                lp = batch.sample_logprobs(flat)
+                out.extend(lp[b][batch.sample_mask[b]].float() for b in range(len(group)))
         return out
 
     def _dummy_forward(self, module: nn.Module, temperature: float) -> Tensor:
         sample = TurnSample(game="", seat=0, prompt_ids=[self.pad_id], completion_ids=[self.pad_id], logprobs=[0.0],
                             ret=0.0)
-        lp, _, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
-        return lp
+        flat, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
+        return flat
 
     # ---------------------------------------------------------------- public API
 
@@ -326,10 +330,17 @@ class Learner:
                 step = self._ppo_step(samples, minibatch, old, temperature)
                 if step is not None:
                     totals.record(*step)
-        self.updates += 1
-        metrics = totals.metrics(lr, kl_ref=self.reference is not None)
+        metrics = totals.metrics(lr, kl_ref=algo.kl_coef > 0)
+        if algo.kl_coef > 0:
+            metrics["kl_coef"] = self.kl_coef()
         metrics.update(mismatch_metrics(old.learner, old.engine))
+        self.updates += 1
         return metrics
+
+    def kl_coef(self) -> float:
+        """This update's KL coefficient: `algo.kl_coef`, annealed over the run's steps by `algo.kl_decay`."""
+        algo = self.cfg.algo
+        return algo.kl_coef * lr_multiplier(self.updates, 0, self.cfg.trainer.steps, algo.kl_decay, algo.kl_min_ratio)
 
     def _old_logprobs(self, samples: Sequence[TurnSample], temperature: float,
                       behaviour_logprobs: bool) -> _OldLogprobs:
@@ -338,7 +349,7 @@ class Learner:
         algo = self.cfg.algo
         self.ds_model.module.eval()
         learner = self._score_all(self.ds_model, samples, temperature)
-        reference = self._score_all(self.reference, samples, temperature) if self.reference is not None else None
+        reference = self._reference_logprobs(samples, temperature)
         self.ds_model.module.train()
         engine = [_engine_logprobs(s, o) for s, o in zip(samples, learner)]
         is_weights = None
@@ -349,6 +360,18 @@ class Learner:
         # that generated each sample, which already contain the importance weight a truncated IS would add.
         ratio_base = [e if behaviour_logprobs and e is not None else o for o, e in zip(learner, engine)]
         return _OldLogprobs(learner, engine, reference, ratio_base, is_weights)
+
+    def _reference_logprobs(self, samples: Sequence[TurnSample], temperature: float) -> list[Tensor] | None:
+        """Per sample, the KL reference's log-probs of the learning tokens (`k3`) or of every legal move (`exact`);
+        None without a KL. The uniform reference gives each of a choice sample's n legal moves log(1/n)."""
+        algo = self.cfg.algo
+        if algo.kl_coef == 0:
+            return None
+        exact = algo.kl_estimator == "exact"
+        if self.reference is None:  # algo.kl_reference: uniform (choice samples only, checked in the config)
+            return [torch.full((len(s.choices or ()) if exact else 1,), -math.log(len(s.choices or ())))
+                    for s in samples]
+        return self._score_all(self.reference, samples, temperature, all_moves=exact)
 
     def _ppo_step(self, samples: Sequence[TurnSample], minibatch: list[int], old: _OldLogprobs,
                   temperature: float) -> tuple[StepStats, bool, float | None] | None:
@@ -374,18 +397,26 @@ class Learner:
         """One micro-batch's PPO-clip loss (its share of the minibatch's loss over every rank) and stats."""
         algo = self.cfg.algo
         batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-        new_lp, entropy, learning_entropy = self._forward(self.ds_model, batch, temperature, return_entropy=True)
-        assert entropy is not None and learning_entropy is not None  # return_entropy=True
+        flat, entropy = self._forward(self.ds_model, batch, temperature, return_entropy=True)
+        assert entropy is not None  # return_entropy=True
+        new_lp, learning_entropy = batch.sample_logprobs(flat), batch.sample_entropies(flat, entropy)
 
         def padded(per_sample: list[Tensor]) -> Tensor:
             """The group's rows of a per-sample list, as a [B, T] tensor like `new_lp`."""
             return pad_sequence([per_sample[j] for j in group], batch_first=True).to(new_lp.device, new_lp.dtype)
 
+        ref_logprobs = kl_values = None
+        if old.reference is not None:
+            if algo.kl_estimator == "exact":
+                kl_values = batch.sample_kl(flat, [old.reference[j] for j in group])
+            else:
+                ref_logprobs = padded(old.reference)
+
         loss, stats = ppo_loss(new_lp, padded(old.ratio_base), batch.advantages, batch.sample_mask,
                                clip_eps=algo.clip_eps, loss_agg=algo.loss_agg,
                                norm_constant=float(algo.loss_norm or self.cfg.rollout.max_tokens),
-                               ref_logprobs=padded(old.reference) if old.reference is not None else None,
-                               kl_coef=algo.kl_coef, entropy=learning_entropy, entropy_coef=algo.entropy_coef,
+                               ref_logprobs=ref_logprobs, kl_values=kl_values, kl_coef=self.kl_coef(),
+                               entropy=learning_entropy, entropy_coef=algo.entropy_coef,
                                num_sequences=num_sequences, num_tokens=num_tokens,
                                is_weights=padded(old.is_weights) if old.is_weights is not None else None)
         n = stats["tokens"].item()
@@ -411,7 +442,8 @@ class Learner:
         def micro_loss(group: list[int]) -> Tensor:
             nonlocal nll
             batch = collate([examples[j] for j in group], self.pad_id).to(self.device)
-            lp, _, _ = self._forward(self.ds_model, batch, 1.0)
+            flat, _ = self._forward(self.ds_model, batch, 1.0)
+            lp = batch.sample_logprobs(flat)
             w = pad_sequence([torch.tensor(weights[j], dtype=lp.dtype) for j in group], batch_first=True).to(self.device)
             loss = -(torch.where(batch.sample_mask, lp, 0.0) * w).sum() / total
             nll += loss.item()

@@ -83,6 +83,21 @@ def test_kl_penalty_k3():
     assert loss.item() == pytest.approx(0.5 * k3)
 
 
+def test_a_given_kl_replaces_the_k3_estimate_and_carries_its_gradient():
+    new = torch.zeros(1, 2)
+    mask = torch.tensor([[True, False]])
+    kl = torch.tensor([[0.3, 9.0]], requires_grad=True)  # 9.0 sits on a masked slot
+    loss, stats = ppo_loss(new, new, torch.tensor([0.0]), mask, clip_eps=0.2, loss_agg="token_mean",
+                           kl_values=kl, kl_coef=0.5)
+    assert stats["kl_ref"].item() == pytest.approx(0.3)
+    assert loss.item() == pytest.approx(0.5 * 0.3)
+    loss.backward()
+    assert kl.grad.flatten().tolist() == pytest.approx([0.5, 0.0])
+    with pytest.raises(ValueError, match="kl_values"):
+        ppo_loss(new, new, torch.tensor([0.0]), mask, clip_eps=0.2, loss_agg="token_mean",
+                 kl_values=torch.zeros(1, 3), kl_coef=0.5)
+
+
 def test_entropy_bonus_is_subtracted_per_token_and_aggregated_like_the_loss():
     new = torch.zeros(2, 2)
     mask = torch.tensor([[True, True], [True, False]])

@@ -132,6 +132,39 @@ def test_a_moving_magnet_needs_the_kl_it_moves(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "magnet_ema": 0.05}})).algo.magnet_ema == 0.05
 
 
+def test_the_exact_kl_needs_choice_moves_and_the_kl(tmp_path: Path) -> None:
+    exact = {"kl_coef": 0.2, "kl_estimator": "exact"}
+    cfg = load_config(_write(tmp_path, {"algo": exact, "rollout": {"action_constraint": "choice"}}))
+    assert cfg.algo.kl_estimator == "exact"
+    with pytest.raises(ConfigError, match="kl_estimator: exact.*action_constraint"):
+        load_config(_write(tmp_path, {"algo": exact}))
+    with pytest.raises(ConfigError, match="kl_estimator: exact needs algo.kl_coef"):
+        load_config(_write(tmp_path, {"algo": {"kl_estimator": "exact"}, "rollout": {"action_constraint": "choice"}}))
+    with pytest.raises(ConfigError, match="algo.kl_estimator must be k3 or exact"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_estimator": "k2"}}))
+
+
+def test_a_uniform_kl_reference_needs_choice_moves_and_cannot_move(tmp_path: Path) -> None:
+    uniform = {"kl_coef": 0.2, "kl_reference": "uniform"}
+    cfg = load_config(_write(tmp_path, {"algo": uniform, "rollout": {"action_constraint": "choice"}}))
+    assert cfg.algo.kl_reference == "uniform"  # not looked up as a model
+    with pytest.raises(ConfigError, match="kl_reference: uniform.*action_constraint"):
+        load_config(_write(tmp_path, {"algo": uniform}))
+    with pytest.raises(ConfigError, match="magnet_ema.*uniform"):
+        load_config(_write(tmp_path, {"algo": {**uniform, "magnet_ema": 0.1}, "rollout": {"action_constraint": "choice"}}))
+
+
+def test_the_kl_decay_is_checked_like_the_learning_rates(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_decay": "cosine", "kl_min_ratio": 0.1}}))
+    assert (cfg.algo.kl_decay, cfg.algo.kl_min_ratio) == ("cosine", 0.1)
+    with pytest.raises(ConfigError, match="algo.kl_decay must be"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_decay": "exponential"}}))
+    with pytest.raises(ConfigError, match="algo.kl_min_ratio"):
+        load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_decay": "cosine", "kl_min_ratio": 0.0}}))
+    with pytest.raises(ConfigError, match="kl_decay anneals the KL.*kl_coef"):
+        load_config(_write(tmp_path, {"algo": {"kl_decay": "cosine"}}))
+
+
 def test_a_kl_reference_must_exist_and_needs_the_kl(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="algo.kl_reference.*no/such/model"):
         load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "kl_reference": str(tmp_path / "no/such/model")}}))

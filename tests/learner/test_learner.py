@@ -205,6 +205,67 @@ def test_the_kl_reference_can_be_another_model(tiny_path, tmp_path):
     assert learner.update(make_samples())["kl_ref"] > 0  # the policy starts away from this reference
 
 
+def test_the_exact_kl_is_summed_over_the_legal_moves_and_pulls_toward_the_reference(tiny_path, tmp_path):
+    """KL(π ‖ ref) over every legal move, checked against both models scored by plain transformers; with the
+    advantage zero, updates on it alone bring the policy's moves toward the reference's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from spiral.types import TurnSample
+
+    other = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        other.get_output_embeddings().weight.normal_(0.0, 1.0)  # a move distribution far from the policy's
+    other.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_path).save_pretrained(tmp_path)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+    prompt, moves = [5, 6, 7], [[40, 41], [42], [43, 44, 45]]
+
+    def move_logprobs(model):
+        totals = []
+        for move in moves:
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + move])).logits[0, len(prompt) - 1 : -1]
+            totals.append(torch.log_softmax(logits, -1).gather(1, torch.tensor(move)[:, None]).sum())
+        return torch.log_softmax(torch.stack(totals), 0)
+
+    p, r = move_logprobs(policy), move_logprobs(other.eval())
+    exact = (p.exp() * (p - r)).sum().item()
+    sample = TurnSample("kuhn_poker", 0, prompt, moves[0], [], 0.0, advantage=0.0, choices=moves, choice_index=0)
+    cfg = small_config()
+    cfg.rollout.action_constraint = "choice"
+    cfg.algo.kl_coef, cfg.algo.kl_reference, cfg.algo.kl_estimator, cfg.algo.epochs = 1.0, str(tmp_path), "exact", 1
+    learner = Learner(cfg, tiny_path)
+    first = learner.update([sample])["kl_ref"]
+    assert first == pytest.approx(exact, rel=1e-4)
+    k3 = math.exp(r[0] - p[0]) - (r[0] - p[0]).item() - 1  # what the sampled estimate would have logged
+    assert abs(first - k3) > 0.05
+    for _ in range(5):
+        last = learner.update([sample])["kl_ref"]
+    assert last < first / 2
+
+
+@pytest.mark.parametrize("estimator", ["k3", "exact"])
+def test_a_uniform_reference_is_one_over_the_legal_moves_and_loads_no_model(tiny_path, estimator):
+    from spiral.types import TurnSample
+
+    moves = [[40, 41], [42], [43, 44, 45]]
+    samples = [TurnSample("kuhn_poker", 0, [5, 6, 7], moves[k], [], 0.0, advantage=0.0, choices=moves, choice_index=k)
+               for k in range(3)]
+    cfg = small_config()
+    cfg.rollout.action_constraint = "choice"
+    cfg.algo.kl_coef, cfg.algo.kl_reference, cfg.algo.kl_estimator, cfg.algo.epochs = 1.0, "uniform", estimator, 1
+    learner = Learner(cfg, tiny_path)
+    assert learner.reference is None
+    p = torch.tensor([lp[0] for lp in learner.score(samples)], dtype=torch.float64)  # every move's log-prob
+    u = -math.log(3)
+    if estimator == "exact":  # KL(π ‖ uniform) = log 3 − H(π), the same at each of the three samples
+        expected = (p.exp() * (p - u)).sum().item()
+    else:  # the k3 estimate at each sample's own move, averaged over the three
+        expected = ((u - p).exp() - (u - p) - 1).mean().item()
+    assert learner.update(samples)["kl_ref"] == pytest.approx(expected, rel=1e-3)
+
+
 @pytest.mark.parametrize("stage", [0, 3])
 def test_magnet_moves_the_kl_reference_toward_the_policy_by_its_rate(tiny_path, stage):
     cfg = small_config(zero_stage=stage)
@@ -311,6 +372,26 @@ def test_learner_follows_the_configured_decay(tiny_path):
     learner = Learner(cfg, tiny_path)
     first, second = (learner.update(make_samples(4))["lr"] for _ in range(2))
     assert first == pytest.approx(1e-3) and second == pytest.approx(2e-4)
+
+
+def test_the_kl_coefficient_anneals_over_the_run_and_weighs_the_penalty(tiny_path):
+    """`algo.kl_decay`: the coefficient falls from kl_coef to kl_min_ratio × kl_coef over trainer.steps, and the
+    penalty in the loss is weighed by it (zero advantages: the loss is the coefficient times the KL)."""
+    cfg = small_config(steps=3)
+    cfg.algo.kl_coef, cfg.algo.kl_decay, cfg.algo.kl_min_ratio, cfg.algo.epochs = 0.4, "linear", 0.25, 1
+    cfg.algo.loss_agg = "token_mean"  # so the loss is the coefficient times the logged per-token KL
+    learner = Learner(cfg, tiny_path)
+    with torch.no_grad():  # move the policy off its reference so the KL is not zero
+        for p in learner.ds_model.module.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    samples = make_samples(4)
+    for s in samples:
+        s.advantage = 0.0
+    runs = [learner.update(samples) for _ in range(3)]
+    assert [m["kl_coef"] for m in runs] == pytest.approx([0.4, 0.25, 0.1])
+    for m in runs:
+        assert m["kl_ref"] > 0
+        assert m["policy_loss"] == pytest.approx(m["kl_coef"] * m["kl_ref"], rel=1e-4)
 
 
 def test_repeated_samples_share_a_row_and_add_up_their_gradients(tiny_path):
