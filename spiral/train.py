@@ -29,6 +29,7 @@ from spiral.rollout.collector import Collector, Rollout, write_transcripts
 from spiral.rollout.engine import Engine
 from spiral.rollout.engine_factory import create_engine_from_config
 from spiral.rollout.opponents import Opponents
+from spiral.rollout.ratings import PoolRatings, policy_result
 from spiral.rundir import resume_point
 from spiral.seeding import derive_seed
 from spiral.tracking import MetricsLogger
@@ -60,14 +61,19 @@ def train(cfg: SpiralConfig) -> Path:
     opponents = Opponents(cfg, model_path)
     eval_opponents = _eval_opponent_engines(cfg)
     average = _pool_average(cfg, opponents)
+    ratings = PoolRatings(opponents.pool) if cfg.rollout.pool_ratings else None
     start_step = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, learner)
         start_step = int(state["step"])
         baselines.load_state_dict(state["rae"])
         opponents.pool.load_state_dict(state["opponent_pool"])
+        if ratings is not None:
+            ratings.load_state_dict(state.get("pool_ratings"))
         if cfg.rollout.opponent == "pool":  # the state was saved before its own checkpoint joined the pool
             opponents.pool.add(str(resume_from / "model"))
+            if ratings is not None:
+                ratings.join(str(resume_from / "model"), start_step)
         if average is not None:
             average.load()
         engine.load_weights(learner.named_weights(cfg.trainer.sync_bucket_mb))
@@ -83,6 +89,7 @@ def train(cfg: SpiralConfig) -> Path:
 
     for step in range(start_step + 1, cfg.trainer.steps + 1):
         timer = PhaseTimer()
+        member = opponents.member_for_step(step)
         # A fresh collector per step seeded from (seed, rank, step): a resumed run replays exactly
         # the games an uninterrupted one would have played.
         collector = Collector(engine, cfg.games, cfg.rollout, opponent=opponents.for_step(step),
@@ -120,6 +127,11 @@ def train(cfg: SpiralConfig) -> Path:
         metrics.update(_rollout_metrics(rollout, dist.world_size()))
         metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
         metrics.update(_advantage_metrics(rollout.samples))
+        if ratings is not None:
+            if member is not None:  # every rank's games, in rank order: the same ratings on every rank
+                ratings.rate(member, [r for part in dist.gather_objects([policy_result(g) for g in rollout.records])
+                                      for r in part])
+            metrics.update(ratings.metrics())
         metrics.update(timer.metrics(rollout))
         if (peak := learner.peak_memory_gb()) is not None:
             metrics["perf/peak_memory_gb"] = peak
@@ -136,12 +148,16 @@ def train(cfg: SpiralConfig) -> Path:
         # 7. Checkpoint (atomic: written under a temporary name, then renamed).
         if _due(cfg.checkpoint.every, step) or step == cfg.trainer.steps:
             state = {"step": step, "rae": baselines.state_dict(), "opponent_pool": opponents.pool.state_dict()}
+            if ratings is not None:
+                state["pool_ratings"] = ratings.state_dict()
             if average is not None:  # the policy this checkpoint plays as a pool member, read out once
                 state["policy"] = average.policy_at(step, engine, cfg.rollout.template,
                                                     _eval_sampling(cfg, step), cfg.eval.exploitability_samples)
             path = save_checkpoint(run_dir, step, learner, state)
             if cfg.rollout.opponent == "pool":
                 opponents.pool.add(str(path / "model"))
+                if ratings is not None:
+                    ratings.join(str(path / "model"), step)
             if average is not None:
                 average.add(str(path / "model"), state["policy"])
     logger.close()

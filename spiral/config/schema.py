@@ -151,6 +151,12 @@ class RolloutConfig:
     """With `opponent: pool`, how each step's opponent is drawn from the pool: `recency` (the i-th oldest of n
     with weight i + 1, favouring recent checkpoints) or `uniform` (every member equally likely, the average
     over past policies that fictitious play best-responds to)."""
+    pool_ratings: bool = False
+    """With `opponent: pool`, rate the policy and every pool member from the training games they played
+    (openskill's TrueSkill-like Thurstone-Mosteller model; a joining checkpoint starts from the policy's rating)
+    and log each step `pool/rating/policy`, `pool/rating/step-<N>` per member and `pool/rating/policy_minus_best`
+    (ratings are mu, the skill estimate). Saved in checkpoints, so a resumed run logs the same ratings.
+    Colocated layout only."""
     on_game_error: str = "stop"
     """When a game's own code fails mid-rollout (an exception, or payoffs that are not finite and zero-sum):
     `stop` ends the run with the game, seed and moves that replay it; `drop` logs that, drops the game
@@ -516,6 +522,13 @@ class SpiralConfig:
         _require(self.algo.kl_estimator != "exact" or self.rollout.action_constraint == "choice",
                  "algo.kl_estimator: exact sums the KL over the legal moves, which only rollout.action_constraint: "
                  f"choice scores (got {self.rollout.action_constraint!r}); use k3 for written moves")
+        if self.rollout.pool_ratings:
+            _require(self.rollout.opponent == "pool",
+                     f"rollout.pool_ratings rates the checkpoint pool's members: it needs rollout.opponent: pool, "
+                     f"not {self.rollout.opponent!r}")
+            _require(self.trainer.layout == "colocated",
+                     "rollout.pool_ratings needs trainer.layout: colocated (the dedicated layout does not support it: "
+                     "its actors do not report which pool member each batch played)")
         _require(
             self.rollout.max_staleness == 0 or self.trainer.layout == "dedicated",
             f"rollout.max_staleness ({self.rollout.max_staleness}) needs trainer.layout: dedicated (colocated ranks "

@@ -28,7 +28,7 @@ from spiral.eval.exploitability import (
     policy_exploitability,
 )
 from spiral.games import make_game
-from spiral.rollout.collector import POLICY, Collector
+from spiral.rollout.collector import Collector, policy_seat
 from spiral.rollout.engine import Engine
 from spiral.rollout.engine_factory import create_engine
 from spiral.seeding import derive_seed
@@ -211,20 +211,16 @@ def _seat_result(result: ArenaResult, seat: int, **model_only: float) -> SeatRes
 
 
 def _split_by_policy_seat(records: list[GameRecord]) -> tuple[dict[int, list[GameRecord]], int]:
-    """Collector records grouped by the seat the policy played, and the count of games nobody moved in.
-
-    The first move tells: the policy's seat if the policy made it, else the other seat (two seats).
-    Games with no move at all (the first prompt overflowed the context) cannot be attributed and are
-    only counted.
-    """
+    """Collector records grouped by the seat the policy played (`policy_seat`), and the count of games nobody
+    moved in (they cannot be attributed, only counted)."""
     by_seat: dict[int, list[GameRecord]] = {seat: [] for seat in SEATS}
     unplayed = 0
     for record in records:
-        if not record.transcript:
+        seat = policy_seat(record)
+        if seat is None:
             unplayed += 1
-            continue
-        turn = record.transcript[0]
-        by_seat[turn.seat if turn.agent == POLICY else 1 - turn.seat].append(record)
+        else:
+            by_seat[seat].append(record)
     return by_seat, unplayed
 
 

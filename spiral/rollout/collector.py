@@ -116,6 +116,15 @@ class GameError(SpiralError):
         )
 
 
+def policy_seat(record: GameRecord) -> int | None:
+    """The seat the policy played in a game against an opponent: the first move's seat if the policy made it,
+    else the other one; None when nobody moved (the first prompt overflowed the context)."""
+    if not record.transcript:
+        return None
+    first = record.transcript[0]
+    return first.seat if first.agent == POLICY else 1 - first.seat
+
+
 def invalid_reason(output: EngineOutput) -> str:
     """Why a completion that named no legal move failed: truncated, empty, no_box or illegal."""
     if output.truncated:

@@ -82,14 +82,22 @@ class Opponents:
         elif spec != "self":
             self.fixed = make_agent(spec, seed=cfg.run.seed)
 
-    def for_step(self, step: int) -> Engine | MoveChooser | None:
-        """The opponent of training step `step` (None: self-play); with the pool, loads the checkpoint sampled
-        for this step into the opponent engine."""
-        if self.cfg.rollout.opponent != "pool" or len(self.pool) == 0 or self.engine is None:
-            return self.fixed
-        from spiral.learner.checkpoint import iter_model_weights
+    def member_for_step(self, step: int) -> str | None:
+        """The pool member (checkpoint model path) training step `step` plays; None without one (no pool, or
+        an empty pool: self-play). The same path on every call and every rank."""
+        if self.cfg.rollout.opponent != "pool" or len(self.pool) == 0:
+            return None
         from spiral.seeding import derive_seed
 
-        path = self.pool.sample(random.Random(derive_seed(self.cfg.run.seed, "pool", step)))
+        return self.pool.sample(random.Random(derive_seed(self.cfg.run.seed, "pool", step)))
+
+    def for_step(self, step: int) -> Engine | MoveChooser | None:
+        """The opponent of training step `step` (None: self-play); with the pool, loads the checkpoint sampled
+        for this step (`member_for_step`) into the opponent engine."""
+        path = self.member_for_step(step)
+        if path is None or self.engine is None:
+            return self.fixed
+        from spiral.learner.checkpoint import iter_model_weights
+
         self.engine.load_weights(iter_model_weights(path))
         return self.engine

@@ -63,6 +63,7 @@ BAD_VALUES = [
     ("rollout.opponent=ranodm", "Did you mean 'random'"),
     ("eval.opponents=[random,nsh]", "Did you mean 'nash'"),
     ("rollout.invalid_penalty=[nan,1]", "rollout.invalid_penalty"),
+    ("rollout.pool_ratings=true", "rollout.pool_ratings"),
     ("run.resume=/no/such/checkpoint", "not a spiral checkpoint"),
 ]
 

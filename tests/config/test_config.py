@@ -113,6 +113,15 @@ def test_average_policy_needs_the_pool_and_an_exploitability_eval() -> None:
             load_config(None, pool + extra)
 
 
+def test_pool_ratings_need_the_pool_and_the_colocated_layout() -> None:
+    pool = ["rollout.pool_ratings=true", "rollout.opponent=pool", "rollout.pool_size=2"]
+    assert load_config(None, pool).rollout.pool_ratings
+    for extra, key in ((["rollout.opponent=random"], "rollout.opponent: pool"),
+                       (["trainer.layout=dedicated"], "trainer.layout: colocated")):
+        with pytest.raises(ConfigError, match=f"rollout.pool_ratings .*{key}"):
+            load_config(None, pool + extra)
+
+
 def test_pool_must_fit_in_kept_checkpoints() -> None:
     with pytest.raises(ConfigError, match="rollout.pool_size"):
         load_config(None, ["rollout.opponent=pool", "rollout.pool_size=5", "checkpoint.keep=3"])

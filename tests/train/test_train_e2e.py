@@ -154,6 +154,47 @@ def test_average_policy_mixes_the_pool_members_read_out_at_their_checkpoints(tmp
             assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
 
 
+def test_pool_ratings_follow_the_games_and_resume_exactly(tmp_path: Path) -> None:
+    from spiral.rollout.opponents import OpponentPool
+    from spiral.rollout.ratings import PoolRatings, policy_result
+    from spiral.sft.data import read_records
+
+    run_dir = tmp_path / "run"
+    args = ["trainer.steps=4", "rollout.opponent=pool", "rollout.pool_size=2", "checkpoint.every=1",
+            "checkpoint.keep=4", "eval.every=0", "rollout.pool_ratings=true"]
+    run_train(run_dir, *args)
+    rows = {r["step"]: r for r in read_metrics(run_dir)}
+
+    def ratings(step: int) -> dict[str, float]:
+        return {k: v for k, v in rows[step].items() if k.startswith("pool/rating/")}
+
+    assert ratings(1) == {"pool/rating/policy": 25.0}  # self-play while the pool is empty: nothing rated
+    assert set(ratings(4)) == {"pool/rating/policy", "pool/rating/step-2", "pool/rating/step-3",
+                               "pool/rating/policy_minus_best"}
+    # Step 2 played step 1's checkpoint, which joined with the policy's (prior) rating: replaying that step's
+    # games from its transcript gives the logged ratings.
+    results = [policy_result(r) for r in read_records([str(run_dir / "transcripts" / "step-000002.jsonl")])]
+    assert 0.0 in results and 1.0 in results
+    pool = OpponentPool(2)
+    league = PoolRatings(pool)
+    pool.add("step-1")
+    league.join("step-1", 1)
+    league.rate("step-1", results)
+    assert ratings(2) == pytest.approx(league.metrics(), abs=1e-9)
+    assert ratings(2)["pool/rating/policy"] != 25.0
+
+    # Resumed from step 2, a run logs the same ratings (and everything else) as the uninterrupted one.
+    resumed = tmp_path / "resumed"
+    run_train(resumed, *args, f"run.resume={run_dir / 'checkpoints' / 'step-000002'}")
+    got = {r["step"]: deterministic_view(r) for r in read_metrics(resumed)}
+    assert sorted(got) == [3, 4]
+    for step in (3, 4):
+        want = deterministic_view(rows[step])
+        assert got[step].keys() == want.keys()
+        for key, value in want.items():
+            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
 def test_non_finite_updates_are_skipped_and_logged_with_the_console_on(tmp_path: Path) -> None:
     """Every update of this run is non-finite (see `plugin_games.HugeStakes`): each must be skipped, shown
     on the console and in metrics.jsonl, the weights left as they were, and the checkpoints written."""
