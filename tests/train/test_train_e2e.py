@@ -117,6 +117,20 @@ def test_fixed_and_pool_opponents_train_only_the_learning_seat(tmp_path: Path, o
         assert len(state["state"]["opponent_pool"]["paths"]) == 2  # checkpoints of steps 1 and 2 are in the pool
 
 
+def _assert_resuming_from_step_2_logs_steps_3_and_4_alike(tmp_path: Path, run_dir: Path, args: list[str],
+                                                         rows: dict[int, dict]) -> None:
+    """A run of `args` resumed from `run_dir`'s step-2 checkpoint logs steps 3 and 4 as the uninterrupted `rows`."""
+    resumed = tmp_path / "resumed"
+    run_train(resumed, *args, f"run.resume={run_dir / 'checkpoints' / 'step-000002'}")
+    got = {r["step"]: deterministic_view(r) for r in read_metrics(resumed)}
+    assert sorted(got) == [3, 4]
+    for step in (3, 4):
+        want = deterministic_view(rows[step])
+        assert got[step].keys() == want.keys()
+        for key, value in want.items():
+            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
 def test_average_policy_mixes_the_pool_members_read_out_at_their_checkpoints(tmp_path: Path) -> None:
     import json
 
@@ -143,15 +157,7 @@ def test_average_policy_mixes_the_pool_members_read_out_at_their_checkpoints(tmp
     assert rows[4]["eval/kuhn_poker/exploitability"] == pytest.approx(target.score(tables[-1], "table").exploitability)
 
     # Resumed from step 2, a run plays the same pool (steps 1 and 2) and averages the same saved tables.
-    resumed = tmp_path / "resumed"
-    run_train(resumed, *args, f"run.resume={run_dir / 'checkpoints' / 'step-000002'}")
-    got = {r["step"]: deterministic_view(r) for r in read_metrics(resumed)}
-    assert sorted(got) == [3, 4]
-    for step in (3, 4):
-        want = deterministic_view(rows[step])
-        assert got[step].keys() == want.keys()
-        for key, value in want.items():
-            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+    _assert_resuming_from_step_2_logs_steps_3_and_4_alike(tmp_path, run_dir, args, rows)
 
 
 def test_pool_ratings_follow_the_games_and_resume_exactly(tmp_path: Path) -> None:
@@ -184,15 +190,7 @@ def test_pool_ratings_follow_the_games_and_resume_exactly(tmp_path: Path) -> Non
     assert ratings(2)["pool/rating/policy"] != 25.0
 
     # Resumed from step 2, a run logs the same ratings (and everything else) as the uninterrupted one.
-    resumed = tmp_path / "resumed"
-    run_train(resumed, *args, f"run.resume={run_dir / 'checkpoints' / 'step-000002'}")
-    got = {r["step"]: deterministic_view(r) for r in read_metrics(resumed)}
-    assert sorted(got) == [3, 4]
-    for step in (3, 4):
-        want = deterministic_view(rows[step])
-        assert got[step].keys() == want.keys()
-        for key, value in want.items():
-            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+    _assert_resuming_from_step_2_logs_steps_3_and_4_alike(tmp_path, run_dir, args, rows)
 
 
 def test_non_finite_updates_are_skipped_and_logged_with_the_console_on(tmp_path: Path) -> None:
