@@ -28,6 +28,8 @@ SFT_FILTERS = ("all", "winners")
 """Which turns `spiral sft` learns from."""
 POOL_SAMPLING = ("recency", "uniform")
 """How `rollout.opponent: pool` draws a past checkpoint: linearly favouring recent ones, or each equally."""
+UNIFORM_REFERENCE = "uniform"
+"""`algo.kl_reference` value for the uniform policy over the legal moves (no model is loaded)."""
 KL_ESTIMATORS = ("k3", "exact")
 """How the KL to the reference is computed: k3 at each sampled token, or exactly over the legal moves (choice)."""
 

@@ -19,6 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from spiral.choices import UNIFORM_REFERENCE
 from spiral.config.schema import ConfigError, GameSpec, SpiralConfig
 
 
@@ -170,7 +171,7 @@ def _check_models_and_agents(cfg: SpiralConfig) -> None:
     from spiral.models.builtin import check_model_path
 
     checks: list[tuple[str, str, Callable[[str], None]]] = [("model.path", cfg.model.path, check_model_path)]
-    if cfg.algo.kl_reference and cfg.algo.kl_reference != "uniform":
+    if cfg.algo.kl_reference and cfg.algo.kl_reference != UNIFORM_REFERENCE:
         checks.append(("algo.kl_reference", cfg.algo.kl_reference, check_model_path))
     if cfg.run.resume not in ("auto", "never"):
         checks.append(("run.resume", cfg.run.resume, _check_checkpoint_dir))

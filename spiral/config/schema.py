@@ -22,6 +22,7 @@ from spiral.choices import (
     POOL_SAMPLING,
     SFT_FILTERS,
     TEMPLATES,
+    UNIFORM_REFERENCE,
     one_of,
 )
 from spiral.errors import SpiralError
@@ -275,7 +276,7 @@ class AlgoConfig:
         _require(0 <= self.magnet_ema <= 1, f"algo.magnet_ema must be in [0, 1], got {self.magnet_ema}")
         _require(self.magnet_ema == 0 or self.kl_coef > 0,
                  "algo.magnet_ema moves the KL reference: it needs algo.kl_coef > 0")
-        _require(self.kl_reference != "uniform" or self.magnet_ema == 0,
+        _require(self.kl_reference != UNIFORM_REFERENCE or self.magnet_ema == 0,
                  "algo.magnet_ema moves a model's weights: it cannot move algo.kl_reference: uniform")
         _require(self.kl_decay in LR_DECAYS, f"algo.kl_decay must be {one_of(LR_DECAYS)}, not {self.kl_decay!r}")
         _require(0.0 < self.kl_min_ratio <= 1.0, f"algo.kl_min_ratio must be in (0, 1], got {self.kl_min_ratio}")
@@ -516,7 +517,7 @@ class SpiralConfig:
                      "member's policy is read from the inference engine when its checkpoint is saved")
             _require(self.trainer.layout == "colocated",
                      "eval.average_policy needs trainer.layout: colocated (the dedicated layout does not support it)")
-        _require(self.algo.kl_reference != "uniform" or self.rollout.action_constraint == "choice",
+        _require(self.algo.kl_reference != UNIFORM_REFERENCE or self.rollout.action_constraint == "choice",
                  "algo.kl_reference: uniform is uniform over the legal moves, which only rollout.action_constraint: "
                  f"choice lists (got {self.rollout.action_constraint!r})")
         _require(self.algo.kl_estimator != "exact" or self.rollout.action_constraint == "choice",

@@ -23,6 +23,7 @@ if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
     os.environ["DS_ACCELERATOR"] = "cpu"
 
 from spiral.algo.ppo import ppo_loss
+from spiral.choices import UNIFORM_REFERENCE
 from spiral.config.schema import SpiralConfig
 from spiral.kernels import lm_head_weight, token_logprobs
 from spiral.learner import distributed as dist_utils
@@ -224,7 +225,7 @@ class Learner:
             head = self.scorer.model.get_output_embeddings()
             deepspeed.zero.register_external_parameter(self.scorer, head.weight)
         # The KL's reference model (none for `algo.kl_reference: uniform`, whose log-probs are known).
-        self.reference = self._load_reference() if cfg.algo.kl_coef > 0 and cfg.algo.kl_reference != "uniform" else None
+        self.reference = self._load_reference() if cfg.algo.kl_coef > 0 and cfg.algo.kl_reference != UNIFORM_REFERENCE else None
         self.updates = 0  # PPO update() calls so far; seeds the minibatch shuffle
 
     # ---------------------------------------------------------------- helpers
