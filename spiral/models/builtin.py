@@ -59,6 +59,8 @@ BUILTIN_MODELS: dict[str, BuiltinSpec] = {
                                     num_attention_heads=16, num_key_value_heads=8, head_dim=128,
                                     max_position_embeddings=40960, pad_vocab_to=151936),
     # The tiny model with a tokenizer that also knows the OpenSpiel games' prose (Leduc's `raise` is one token).
+    # The games with their own renderer, listed rather than read from openspiel_prose: a new renderer must not
+    # silently change a built-in model that caches are keyed on by name.
     "tiny-openspiel": BuiltinSpec(corpus_games=("openspiel:leduc_poker", "openspiel:liars_dice",
                                                 "openspiel:tic_tac_toe", "openspiel:connect_four",
                                                 "openspiel:kuhn_poker")),
