@@ -127,7 +127,9 @@ class RolloutConfig:
     concurrent_games: int = 64
     """Games alive at once (per rank); all their pending turns share one generate call."""
     samples_per_step: int = 128
-    """Learning turns collected per training step, across all ranks."""
+    """Learning turns collected per training step, across all ranks. A minimum: up to `concurrent_games` games
+    start at once and every game started is played to its end, so 64 Kuhn games give ~142 turns for any value
+    up to that."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts."""
     top_p: float = 1.0
