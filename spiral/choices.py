@@ -31,7 +31,8 @@ POOL_SAMPLING = ("recency", "uniform")
 UNIFORM_REFERENCE = "uniform"
 """`algo.kl_reference` value for the uniform policy over the legal moves (no model is loaded)."""
 KL_ESTIMATORS = ("k3", "exact")
-"""How the KL to the reference is computed: k3 at each sampled token, or exactly over the legal moves (choice)."""
+"""How the KL to the reference is computed: k3 at each sampled token, or exactly (over the legal moves in choice
+mode, over the vocabulary at each written token otherwise)."""
 
 
 def one_of(values: tuple[str, ...]) -> str:

@@ -25,7 +25,7 @@ if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
 from spiral.algo.ppo import ppo_loss
 from spiral.choices import UNIFORM_REFERENCE
 from spiral.config.schema import SpiralConfig
-from spiral.kernels import lm_head_weight, token_logprobs
+from spiral.kernels import lm_head_weight, token_logprobs, vocab_kl
 from spiral.learner import distributed as dist_utils
 from spiral.learner.batching import (
     PAD_BRANCH,
@@ -73,9 +73,27 @@ class PolicyScorer(nn.Module):
 
     def forward(self, input_ids: Tensor, position_ids: Tensor, branch_ids: Tensor, score_rows: Tensor,
                 score_cols: Tensor, score_targets: Tensor, temperature: float = 1.0, return_entropy: bool = False,
-                tree: bool = False, shared_prefix: int = 0) -> tuple[Tensor, Tensor | None]:
+                tree: bool = False, shared_prefix: int = 0,
+                kl_to: tuple[Tensor, Tensor, Tensor | None] | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Log-probs (and entropy) of the scored tokens of a `Batch`; `tree` when rows pack several moves,
-        `shared_prefix` the batch's leading columns common to every row (computed once when possible)."""
+        `shared_prefix` the batch's leading columns common to every row (computed once when possible). With
+        `kl_to` = (the reference's `scored_hidden`, its head weight and bias), also KL(π ‖ ref) over the
+        vocabulary at each scored token (computed here, so that under ZeRO-3 the head weight is gathered)."""
+        hidden = self.scored_hidden(input_ids, position_ids, branch_ids, score_rows, score_cols, tree, shared_prefix)
+        weight, bias = lm_head_weight(self.model)
+        logprobs, entropy = token_logprobs(hidden, weight, score_targets, temperature=temperature, bias=bias,
+                                           return_entropy=return_entropy, backend=self.backend,
+                                           chunk_size=self.chunk_size)
+        kl = None
+        if kl_to is not None:
+            ref_hidden, ref_weight, ref_bias = kl_to
+            kl = vocab_kl(hidden, weight, ref_hidden, ref_weight, bias=bias, ref_bias=ref_bias,
+                          temperature=temperature, chunk_size=self.chunk_size)
+        return logprobs, entropy, kl
+
+    def scored_hidden(self, input_ids: Tensor, position_ids: Tensor, branch_ids: Tensor, score_rows: Tensor,
+                      score_cols: Tensor, tree: bool = False, shared_prefix: int = 0) -> Tensor:
+        """[N, H] the final hidden state that predicts each scored token of a `Batch`."""
         decoder = self.causal_lm.get_decoder()
         prefix = shared_prefix if self._can_share_prefix() else 0
         cache = None
@@ -90,10 +108,7 @@ class PolicyScorer(nn.Module):
             mask = self._custom_mask(tree_attention_mask(branch_ids)) if tree else (branch_ids != PAD_BRANCH).long()
         hidden = decoder(input_ids=input_ids[:, prefix:], position_ids=position_ids[:, prefix:], attention_mask=mask,
                          past_key_values=cache, use_cache=cache is not None).last_hidden_state
-        weight, bias = lm_head_weight(self.model)
-        return token_logprobs(hidden[score_rows, score_cols - prefix], weight, score_targets,
-                              temperature=temperature, bias=bias, return_entropy=return_entropy,
-                              backend=self.backend, chunk_size=self.chunk_size)
+        return hidden[score_rows, score_cols - prefix]
 
     def _can_share_prefix(self) -> bool:
         """Whether this forward may compute the shared prefix once and reuse its KV cache."""
@@ -159,7 +174,8 @@ class _OldLogprobs:
 
     learner: list[Tensor]  # the current weights', at the rollout temperature
     engine: list[Tensor | None]  # the inference engine's, where the sample carries them
-    reference: list[Tensor] | None  # the KL reference's (only when algo.kl_coef > 0; every legal move's for exact)
+    reference: list[Tensor] | None  # the KL reference's (algo.kl_coef > 0; every legal move's for exact; None for exact on
+    # written moves, whose KL is computed in each micro-batch's forward)
     ratio_base: list[Tensor]  # the PPO ratio's denominators
     is_weights: list[Tensor] | None  # truncated importance weights (algo.tis_cap; ones where no engine log-probs)
 
@@ -255,10 +271,12 @@ class Learner:
         return PolicyScorer(ref, self.cfg.trainer.logprob_backend, self.cfg.trainer.logprob_chunk,
                             self.cfg.trainer.share_prompt_prefix)
 
-    def _forward(self, module: nn.Module, batch: Batch, temperature: float,
-                 return_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    def _forward(self, module: nn.Module, batch: Batch, temperature: float, return_entropy: bool = False,
+                 kl_to: tuple[Tensor, Tensor, Tensor | None] | None = None
+                 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The log-prob of every scored token of `batch` (flat; `Batch.sample_logprobs` and its siblings turn
-        it into per-sample values) and, if asked, the entropy over the vocabulary at each of them."""
+        it into per-sample values) and, if asked, the entropy over the vocabulary at each of them and the KL
+        over the vocabulary to `kl_to` (see `PolicyScorer.forward`)."""
         shared = batch.shared_prefix
         tr = self.cfg.trainer
         if tr.share_prompt_prefix and tr.zero_stage == 3 and dist_utils.world_size() > 1:
@@ -267,7 +285,7 @@ class Learner:
             shared = 0 if dist_utils.all_reduce_max([float(shared == 0)])[0] > 0 else shared
         return module(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
                       batch.score_targets, temperature=temperature, return_entropy=return_entropy,
-                      tree=batch.has_choices, shared_prefix=shared)
+                      tree=batch.has_choices, shared_prefix=shared, kl_to=kl_to)
 
     @torch.no_grad()
     def _score_all(self, module: nn.Module, samples: Sequence[TurnSample], temperature: float,
@@ -284,7 +302,7 @@ class Learner:
                 self._dummy_forward(module, temperature)
                 continue
             batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-            flat, _ = self._forward(module, batch, temperature)
+            flat, _, _ = self._forward(module, batch, temperature)
             if all_moves:
                 out.extend(values.float() for values in batch.move_logprobs(flat))
             else:
@@ -295,7 +313,7 @@ class Learner:
     def _dummy_forward(self, module: nn.Module, temperature: float) -> Tensor:
         sample = TurnSample(game="", seat=0, prompt_ids=[self.pad_id], completion_ids=[self.pad_id], logprobs=[0.0],
                             ret=0.0)
-        flat, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
+        flat, _, _ = self._forward(module, collate([sample], self.pad_id).to(self.device), temperature)
         return flat
 
     # ---------------------------------------------------------------- public API
@@ -343,6 +361,22 @@ class Learner:
         algo = self.cfg.algo
         return algo.kl_coef * lr_multiplier(self.updates, 0, self.cfg.trainer.steps, algo.kl_decay, algo.kl_min_ratio)
 
+    @property
+    def _vocab_kl(self) -> bool:
+        """Whether the KL term is the exact KL over the vocabulary at each written token (`exact`, free-form)."""
+        algo = self.cfg.algo
+        return algo.kl_coef > 0 and algo.kl_estimator == "exact" and self.cfg.rollout.action_constraint != "choice"
+
+    @torch.no_grad()
+    def _reference_head(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The KL reference's hidden states at `batch`'s scored tokens, and its head weight and bias."""
+        assert self.reference is not None  # kl_coef > 0 and not the uniform reference (choice only)
+        hidden = self.reference.scored_hidden(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows,
+                                              batch.score_cols, tree=batch.has_choices,
+                                              shared_prefix=batch.shared_prefix)
+        weight, bias = lm_head_weight(self.reference.model)
+        return hidden, weight, bias
+
     def _old_logprobs(self, samples: Sequence[TurnSample], temperature: float,
                       behaviour_logprobs: bool) -> _OldLogprobs:
         """Every sample's log-probs before the update's first step: the current weights', the engine's, the KL
@@ -363,10 +397,12 @@ class Learner:
         return _OldLogprobs(learner, engine, reference, ratio_base, is_weights)
 
     def _reference_logprobs(self, samples: Sequence[TurnSample], temperature: float) -> list[Tensor] | None:
-        """Per sample, the KL reference's log-probs of the learning tokens (`k3`) or of every legal move (`exact`);
-        None without a KL. The uniform reference gives each of a choice sample's n legal moves log(1/n)."""
+        """Per sample, the KL reference's log-probs of the learning tokens (`k3`) or of every legal move (`exact`,
+        choice); None without a KL, or with `exact` on written moves, whose KL over the vocabulary is computed
+        with each micro-batch's forward. The uniform reference gives each of a choice sample's n legal moves
+        log(1/n)."""
         algo = self.cfg.algo
-        if algo.kl_coef == 0:
+        if algo.kl_coef == 0 or self._vocab_kl:
             return None
         exact = algo.kl_estimator == "exact"
         if self.reference is None:  # algo.kl_reference: uniform (choice samples only, checked in the config)
@@ -398,7 +434,8 @@ class Learner:
         """One micro-batch's PPO-clip loss (its share of the minibatch's loss over every rank) and stats."""
         algo = self.cfg.algo
         batch = collate([samples[j] for j in group], self.pad_id).to(self.device)
-        flat, entropy = self._forward(self.ds_model, batch, temperature, return_entropy=True)
+        kl_to = self._reference_head(batch) if self._vocab_kl else None
+        flat, entropy, flat_kl = self._forward(self.ds_model, batch, temperature, return_entropy=True, kl_to=kl_to)
         assert entropy is not None  # return_entropy=True
         new_lp, learning_entropy = batch.sample_logprobs(flat), batch.sample_entropies(flat, entropy)
 
@@ -407,7 +444,9 @@ class Learner:
             return pad_sequence([per_sample[j] for j in group], batch_first=True).to(new_lp.device, new_lp.dtype)
 
         ref_logprobs = kl_values = None
-        if old.reference is not None:
+        if flat_kl is not None:
+            kl_values = batch.sample_logprobs(flat_kl)  # a free sample's per-token values, laid out like new_lp
+        elif old.reference is not None:
             if algo.kl_estimator == "exact":
                 kl_values = batch.sample_kl(flat, [old.reference[j] for j in group])
             else:
@@ -443,7 +482,7 @@ class Learner:
         def micro_loss(group: list[int]) -> Tensor:
             nonlocal nll
             batch = collate([examples[j] for j in group], self.pad_id).to(self.device)
-            flat, _ = self._forward(self.ds_model, batch, 1.0)
+            flat, _, _ = self._forward(self.ds_model, batch, 1.0)
             lp = batch.sample_logprobs(flat)
             w = pad_sequence([torch.tensor(weights[j], dtype=lp.dtype) for j in group], batch_first=True).to(self.device)
             loss = -(torch.where(batch.sample_mask, lp, 0.0) * w).sum() / total

@@ -141,12 +141,11 @@ def test_a_moving_magnet_needs_the_kl_it_moves(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, {"algo": {"kl_coef": 0.2, "magnet_ema": 0.05}})).algo.magnet_ema == 0.05
 
 
-def test_the_exact_kl_needs_choice_moves_and_the_kl(tmp_path: Path) -> None:
+def test_the_exact_kl_needs_the_kl_and_takes_choice_or_written_moves(tmp_path: Path) -> None:
     exact = {"kl_coef": 0.2, "kl_estimator": "exact"}
-    cfg = load_config(_write(tmp_path, {"algo": exact, "rollout": {"action_constraint": "choice"}}))
-    assert cfg.algo.kl_estimator == "exact"
-    with pytest.raises(ConfigError, match="kl_estimator: exact.*action_constraint"):
-        load_config(_write(tmp_path, {"algo": exact}))
+    for constraint in ("choice", "none"):
+        cfg = load_config(_write(tmp_path, {"algo": exact, "rollout": {"action_constraint": constraint}}))
+        assert (cfg.algo.kl_estimator, cfg.rollout.action_constraint) == ("exact", constraint)
     with pytest.raises(ConfigError, match="kl_estimator: exact needs algo.kl_coef"):
         load_config(_write(tmp_path, {"algo": {"kl_estimator": "exact"}, "rollout": {"action_constraint": "choice"}}))
     with pytest.raises(ConfigError, match="algo.kl_estimator must be k3 or exact"):

@@ -245,6 +245,46 @@ def test_the_exact_kl_is_summed_over_the_legal_moves_and_pulls_toward_the_refere
     assert last < first / 2
 
 
+@pytest.mark.parametrize("stage", [0, 3])
+def test_the_exact_kl_of_written_moves_is_over_the_vocabulary_and_pulls_toward_the_reference(tiny_path, tmp_path,
+                                                                                             stage):
+    """In free-form play `exact` is KL(π ‖ ref) over the whole vocabulary at each written token, checked against
+    both models' full logits from plain transformers; with the advantage zero, each update on it alone lowers it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from spiral.types import TurnSample
+
+    other = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        other.get_output_embeddings().weight.normal_(0.0, 0.1)  # next-token distributions away from the policy's
+    other.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_path).save_pretrained(tmp_path)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+    prompt, completion = [5, 6, 7], [40, 41, 42]
+
+    def next_token_logprobs(model):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
+        return torch.log_softmax(logits, -1)
+
+    p, r = next_token_logprobs(policy), next_token_logprobs(other.eval())
+    exact = (p.exp() * (p - r)).sum(-1).mean().item()  # the KL at each written token, averaged over them
+    sampled = p.gather(1, torch.tensor(completion)[:, None])[:, 0] - r.gather(1, torch.tensor(completion)[:, None])[:, 0]
+    k3 = ((-sampled).exp() + sampled - 1).mean().item()  # what the sampled estimate would have logged
+    cfg = small_config(zero_stage=stage)
+    assert cfg.rollout.action_constraint == "none"
+    cfg.algo.kl_coef, cfg.algo.kl_reference, cfg.algo.kl_estimator, cfg.algo.epochs = 1.0, str(tmp_path), "exact", 1
+    learner = Learner(cfg, tiny_path)
+    sample = TurnSample("kuhn_poker", 0, prompt, completion, [], 0.0, advantage=0.0)
+    first = learner.update([sample])["kl_ref"]
+    assert first == pytest.approx(exact, rel=1e-4)
+    assert abs(first - k3) > 0.05
+    history = [first] + [learner.update([sample])["kl_ref"] for _ in range(5)]
+    assert all(later < earlier for earlier, later in zip(history, history[1:]))
+    assert history[-1] < 0.95 * first
+
+
 @pytest.mark.parametrize("estimator", ["k3", "exact"])
 def test_a_uniform_reference_is_one_over_the_legal_moves_and_loads_no_model(tiny_path, estimator):
     from spiral.types import TurnSample
@@ -308,8 +348,8 @@ def test_packed_moves_score_like_separate_rows(tiny_path, implementation):
                TurnSample("g", 1, [9, 10], [11, 12], [], 0.0)]
     batch = collate(samples, pad_id=0)
     with torch.no_grad():
-        flat, _ = PolicyScorer(model)(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows,
-                                      batch.score_cols, batch.score_targets, tree=True)
+        flat, _, _ = PolicyScorer(model)(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows,
+                                         batch.score_cols, batch.score_targets, tree=True)
         expected = []
         for prompt, completion in [([5, 6, 7, 8], m) for m in moves] + [([9, 10], [11, 12])]:
             logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
@@ -343,8 +383,8 @@ def test_shared_prefix_gives_the_log_probs_and_gradients_of_whole_rows(tiny_path
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         scorer = PolicyScorer(model, share_prefix=share).train()
-        flat, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
-                         batch.score_targets, tree=True, shared_prefix=batch.shared_prefix)
+        flat, _, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                            batch.score_targets, tree=True, shared_prefix=batch.shared_prefix)
         (flat * torch.linspace(-1.0, 1.0, flat.numel())).sum().backward()
         return flat.detach(), [p.grad.clone() for p in model.parameters()]
 
@@ -412,8 +452,8 @@ def test_repeated_samples_share_a_row_and_add_up_their_gradients(tiny_path):
 
     def score(batch_samples):
         batch = collate(batch_samples, pad_id=0)
-        flat, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
-                         batch.score_targets, tree=batch.has_choices)
+        flat, _, _ = scorer(batch.input_ids, batch.position_ids, batch.branch_ids, batch.score_rows, batch.score_cols,
+                            batch.score_targets, tree=batch.has_choices)
         return batch, flat
 
     batch, flat = score(samples)

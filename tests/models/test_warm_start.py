@@ -24,6 +24,8 @@ def test_the_warm_start_writes_legal_moves_and_plays_close_to_uniform(name: str)
     engine = create_engine("hf", path, dtype="float32", max_model_len=1024, seed=0)
     sampled = model_exploitability(engine, "direct", SamplingSettings(1.0, 1.0, 12, seed=0), samples=64)
     assert sampled.invalid_mean <= 0.02 and sampled.fallbacks == 0
+    # The exact mass on anything but one legal boxed move (0.09% tiny, 0.56% small): RL starts from it.
+    assert model_exploitability(engine, "direct", SamplingSettings(1.0, 1.0, 12), samples=0).invalid_mean <= 0.01
     # No strategy: as exploitable as uniform play, within what 64 samples per information set resolve.
     assert abs(sampled.exploitability - UNIFORM_EXPLOITABILITY) <= 0.08
     # ...but its moves depend on the card: it was taught to read it (the teacher's table differs by card).
