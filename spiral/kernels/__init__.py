@@ -1,4 +1,4 @@
-"""Log-prob, entropy and KL scoring of written tokens without full [tokens, vocabulary] fp32 logits."""
+"""Log-prob, entropy and KL scoring of scored tokens without full [tokens, vocabulary] fp32 logits."""
 
 from spiral.kernels.lm_head import lm_head_weight
 from spiral.kernels.logprobs import token_logprobs
