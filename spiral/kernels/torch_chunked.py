@@ -53,7 +53,7 @@ def _row_blocks(logits: Tensor) -> list[slice]:
     return [slice(start, start + step) for start in range(0, logits.shape[0], step)]
 
 
-def _scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
+def scaled_fp32_logits(logits: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
     """(logits + bias) / temperature in fp32, reusing `logits`' storage when it already is fp32."""
     z = logits.float()
     if bias is not None:
@@ -74,7 +74,7 @@ def torch_forward_rows(
     lse = logits.new_empty(n_rows, dtype=torch.float32)
     entropy = logits.new_empty(n_rows, dtype=torch.float32) if want_entropy else None
     for rows in _row_blocks(logits):
-        z = _scaled_fp32_logits(logits[rows], bias, temperature)
+        z = scaled_fp32_logits(logits[rows], bias, temperature)
         z0 = z[:, 0].clone()
         log_p = torch.log_softmax(z, dim=-1, out=z)
         logprob[rows] = log_p.gather(1, targets[rows, None]).squeeze(1)
@@ -102,7 +102,7 @@ def torch_backward_rows(
     # that block of `logits`.
     for rows in _row_blocks(logits):
         g_lp = grad_logprob[rows, None]
-        log_p = _scaled_fp32_logits(logits[rows], bias, temperature).sub_(lse[rows, None])
+        log_p = scaled_fp32_logits(logits[rows], bias, temperature).sub_(lse[rows, None])
         if grad_entropy is not None and entropy is not None:
             p = log_p.exp()
             grad = log_p.add_(entropy[rows, None]).mul_(-grad_entropy[rows, None]).sub_(g_lp).mul_(p)

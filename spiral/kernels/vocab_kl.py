@@ -14,12 +14,11 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from spiral.kernels.torch_chunked import scaled_fp32_logits
+
 
 def _log_softmax(hidden: Tensor, weight: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
-    logits = hidden @ weight.t()
-    if bias is not None:
-        logits = logits + bias
-    return torch.log_softmax(logits.float() / temperature, dim=-1)
+    return torch.log_softmax(scaled_fp32_logits(hidden @ weight.t(), bias, temperature), dim=-1)
 
 
 def _chunk_kl(hidden: Tensor, weight: Tensor, bias: Tensor | None, ref_hidden: Tensor, ref_weight: Tensor,
