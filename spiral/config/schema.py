@@ -308,6 +308,9 @@ class TrainerConfig:
     """AdamW betas."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon (torch's `eps`; 1e-5 is the PPO default of OpenAI Baselines and cleanrl). Adam divides each
+    update by √v + ε, so a larger ε damps the parameters whose gradients are tiny."""
     grad_clip: float = 1.0
     """Gradient-norm clipping."""
     zero_stage: int = 2
@@ -346,6 +349,7 @@ class TrainerConfig:
         _require(self.grad_clip >= 0, f"trainer.grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         _require(self.micro_batch_size >= 1, f"trainer.micro_batch_size must be at least 1, got {self.micro_batch_size}")
         _require(self.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.adam_eps > 0, f"trainer.adam_eps must be positive, got {self.adam_eps}")
         _require(self.sync_bucket_mb >= 1, f"trainer.sync_bucket_mb must be at least 1, got {self.sync_bucket_mb}")
         _require(self.logprob_chunk >= 1, f"trainer.logprob_chunk must be at least 1, got {self.logprob_chunk}")
         _require(self.zero_stage in (0, 1, 2, 3), f"trainer.zero_stage must be 0-3, got {self.zero_stage}")

@@ -306,7 +306,7 @@ def _load_magnet(file: Path, reference: PolicyScorer) -> None:
 
 
 def _apply_optimizer_settings(learner: Learner) -> None:
-    """Put the current config's trainer.lr, betas and weight_decay back after a load.
+    """Put the current config's trainer.lr, betas, adam_eps and weight_decay back after a load.
 
     Loading restores the optimizer's hyperparameters and the scheduler's base learning rate as they were
     saved, which would silently ignore a run resumed with new values (see `run.allow_config_change`).
@@ -318,7 +318,7 @@ def _apply_optimizer_settings(learner: Learner) -> None:
     scheduler.base_lrs = [tr.lr] * len(groups)
     for group, lr_lambda in zip(groups, scheduler.lr_lambdas):
         group.update(initial_lr=tr.lr, lr=tr.lr * lr_lambda(scheduler.last_epoch), betas=tuple(tr.betas),
-                     weight_decay=tr.weight_decay)
+                     eps=tr.adam_eps, weight_decay=tr.weight_decay)
     scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports until the next step
 
 

@@ -229,7 +229,8 @@ class Learner:
             "checkpoint": {"load_universal": load_universal},
         }
         params = [p for p in self.scorer.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=tr.lr, betas=tuple(tr.betas), eps=tr.adam_eps,
+                                      weight_decay=tr.weight_decay)
         total = tr.steps * cfg.algo.epochs * cfg.algo.minibatches  # optimizer steps in the whole run
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, tr.warmup_steps, total, tr.lr_decay, tr.min_lr_ratio))

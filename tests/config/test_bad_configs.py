@@ -49,6 +49,7 @@ BAD_VALUES = [
     ("algo.kl_coef=-0.1", "algo.kl_coef"),
     ("algo.magnet_ema=1.5", "algo.magnet_ema"),
     ("trainer.grad_clip=-1", "trainer.grad_clip"),
+    ("trainer.adam_eps=0", "trainer.adam_eps"),
     ("trainer.warmup_steps=-1", "trainer.warmup_steps"),
     ("checkpoint.every=-1", "checkpoint.every"),
     ("checkpoint.keep=0", "checkpoint.keep"),

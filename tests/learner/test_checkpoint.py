@@ -195,13 +195,14 @@ def test_a_resume_with_new_optimizer_settings_applies_them(tmp_path, tiny_path, 
     learner = Learner(small_config(zero_stage=stage), tiny_path)  # lr 1e-3, weight decay 0
     learner.update(make_samples())
     path = save_checkpoint(tmp_path, 1, learner, {})
-    fresh = Learner(small_config(zero_stage=stage, lr=2e-4, weight_decay=0.1, betas=[0.8, 0.9]), tiny_path)
+    fresh = Learner(small_config(zero_stage=stage, lr=2e-4, weight_decay=0.1, betas=[0.8, 0.9], adam_eps=1e-5),
+                    tiny_path)
     load_checkpoint(path, fresh)  # restores the saved optimizer state, hyperparameters included
     metrics = fresh.update(make_samples())
     assert metrics["lr"] == pytest.approx(2e-4)  # the rate the update's optimizer steps used
     assert fresh.ds_model.get_lr() == [pytest.approx(2e-4)]  # and the scheduler keeps it
     group = fresh.ds_model.lr_scheduler.optimizer.param_groups[0]
-    assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9)
+    assert group["weight_decay"] == 0.1 and tuple(group["betas"]) == (0.8, 0.9) and group["eps"] == 1e-5
 
 
 def test_a_full_disk_is_reported_as_such_and_keeps_the_previous_checkpoint(tmp_path, tiny_path):
