@@ -30,6 +30,8 @@ POOL_SAMPLING = ("recency", "uniform")
 """How `rollout.opponent: pool` draws a past checkpoint: linearly favouring recent ones, or each equally."""
 UNIFORM_REFERENCE = "uniform"
 """`algo.kl_reference` value for the uniform policy over the legal moves (no model is loaded)."""
+RAE_BASELINES = ("seat", "state")
+"""What an RAE baseline is kept for: each game and seat (the paper), or also each state (prompt) within them."""
 KL_ESTIMATORS = ("k3", "exact")
 """How the KL to the reference is computed: k3 at each sampled token, or exactly (over the legal moves in choice
 mode, over the vocabulary at each written token otherwise)."""

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spiral.algo.rae import RoleBaselines, rae_advantages
+from spiral.algo.rae import RoleBaselines, rae_advantages, state_key
 from spiral.config import SpiralConfig, to_yaml
 from spiral.learner import distributed as dist
 from spiral.learner.checkpoint import (
@@ -57,7 +57,7 @@ def train(cfg: SpiralConfig) -> Path:
     model_path = resolve_model_path(cfg.model.path, seed=cfg.run.seed)
     learner = Learner(cfg, model_path, load_universal=resume_from is not None and prepare_resume(resume_from))
     engine = create_engine_from_config(cfg, model_path)
-    baselines = RoleBaselines()
+    baselines = RoleBaselines(cfg.algo.rae.max_states)
     opponents = Opponents(cfg, model_path)
     eval_opponents = _eval_opponent_engines(cfg)
     average = _pool_average(cfg, opponents)
@@ -102,7 +102,7 @@ def train(cfg: SpiralConfig) -> Path:
             engine.sleep()
 
         # 2. Role-conditioned advantages from every rank's returns, in rank order (identical baselines).
-        baselines_before = dict(baselines.items())
+        baselines_before = baselines.items()
         _assign_advantages(cfg, rollout.samples, baselines)
         train_samples = [s for s in rollout.samples if not (cfg.algo.filter_zero_advantage and s.advantage == 0.0)]
 
@@ -125,7 +125,7 @@ def train(cfg: SpiralConfig) -> Path:
         # 6. Log.
         metrics.update({("loss/policy" if k == "policy_loss" else f"train/{k}"): v for k, v in update_stats.items()})
         metrics.update(_rollout_metrics(rollout, dist.world_size()))
-        metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
+        metrics.update(rae_metrics(cfg, baselines_before, baselines))
         metrics.update(_advantage_metrics(rollout.samples))
         if ratings is not None:
             if member is not None:  # every rank's games, in rank order: the same ratings on every rank
@@ -174,14 +174,35 @@ def train(cfg: SpiralConfig) -> Path:
 
 def _assign_advantages(cfg: SpiralConfig, samples: list[TurnSample], baselines: RoleBaselines) -> None:
     """RAE over all ranks' samples in rank order; each rank keeps the advantages of its own samples."""
-    mine = [(s.game, s.seat, s.ret) for s in samples]
-    everyone = dist.gather_objects(mine)
-    keys = [(g, seat) for part in everyone for g, seat, _ in part]
-    returns = [r for part in everyone for _, _, r in part]
-    advantages = rae_advantages(keys, returns, baselines, cfg.algo.rae.decay, enabled=cfg.algo.rae.enabled)
+    everyone = dist.gather_objects(rae_rows(cfg, samples))
+    advantages = rae_over_rows(cfg, [row for part in everyone for row in part], baselines)
     offset = sum(len(part) for part in everyone[: dist.rank()])
     for sample, adv in zip(samples, advantages[offset: offset + len(samples)]):
         sample.advantage = adv
+
+
+def rae_rows(cfg: SpiralConfig, samples: list[TurnSample]) -> list[tuple[str, int, float, str | None]]:
+    """What RAE needs of each sample, small enough to gather: game, seat, return and (per-state baselines) state."""
+    per_state = cfg.algo.rae.baseline == "state"
+    return [(s.game, s.seat, s.ret, state_key(s.prompt_ids) if per_state else None) for s in samples]
+
+
+def rae_over_rows(cfg: SpiralConfig, rows: list[tuple[str, int, float, str | None]],
+                  baselines: RoleBaselines) -> list[float]:
+    """The advantages of `rae_rows`, in order, updating `baselines` as `algo.rae` says."""
+    rae = cfg.algo.rae
+    states = [state for *_, state in rows] if rae.baseline == "state" else None
+    return rae_advantages([(game, seat) for game, seat, _, _ in rows], [ret for _, _, ret, _ in rows], baselines,
+                          rae.decay, enabled=rae.enabled, states=states)
+
+
+def rae_metrics(cfg: SpiralConfig, before: list[tuple[tuple[str, int], float]],
+                baselines: RoleBaselines) -> dict[str, float]:
+    """The seats' baselines as they were before the step, and how many state baselines are kept."""
+    metrics = {f"rae/baseline/{g}/seat{s}": v for (g, s), v in before}
+    if cfg.algo.rae.baseline == "state":
+        metrics["rae/states"] = float(baselines.num_states())
+    return metrics
 
 
 def evaluate(cfg: SpiralConfig, engine: Engine, step: int, opponent_engines: dict[str, Engine] | None = None,

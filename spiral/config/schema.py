@@ -20,6 +20,7 @@ from spiral.choices import (
     LR_DECAYS,
     ON_GAME_ERROR,
     POOL_SAMPLING,
+    RAE_BASELINES,
     SFT_FILTERS,
     TEMPLATES,
     UNIFORM_REFERENCE,
@@ -207,10 +208,20 @@ class RaeConfig:
     enabled: bool = True
     """Role-conditioned advantage estimation; false uses raw returns (the paper's ablation)."""
     decay: float = 0.95
-    """EMA decay of the per-(game, seat) baseline."""
+    """EMA decay of the baselines."""
+    baseline: str = "seat"
+    """`seat`: one baseline per game and seat (the paper's RAE). `state`: one per game, seat and prompt, i.e. per
+    information state where the prompt shows the player's view (Kuhn, Leduc), starting from the seat's baseline
+    the first time a prompt is seen, so a game whose prompts never repeat gets the seat's baseline."""
+    max_states: int = 65536
+    """With `baseline: state`, how many state baselines are kept (least recently used dropped first); they are
+    saved in every checkpoint."""
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.decay < 1.0, f"algo.rae.decay must be in [0, 1), got {self.decay}")
+        _require(self.baseline in RAE_BASELINES,
+                 f"algo.rae.baseline must be {one_of(RAE_BASELINES)}, not {self.baseline!r}")
+        _require(self.max_states >= 1, f"algo.rae.max_states must be at least 1, got {self.max_states}")
 
 
 @dataclass

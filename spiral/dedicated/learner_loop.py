@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from spiral.algo.rae import RoleBaselines, rae_advantages
+from spiral.algo.rae import RoleBaselines
 from spiral.config import SpiralConfig, to_yaml
 from spiral.dedicated.actor import eval_due
 from spiral.dedicated.bridge import Bridge
@@ -86,7 +86,7 @@ class LearnerLoop:
             (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         dist.barrier()
         self.learner = Learner(cfg, model_path, load_universal=resume_from is not None and prepare_resume(resume_from))
-        self.baselines = RoleBaselines()
+        self.baselines = RoleBaselines(cfg.algo.rae.max_states)
         self.pool = OpponentPool(cfg.rollout.pool_size)
         self.queue: list[list[Batch]] = []  # rank 0: received, not yet trained, one list of actor batches per step
         self.start_step = 0
@@ -135,7 +135,7 @@ class LearnerLoop:
     # -- the loop ------------------------------------------------------------------------------------
 
     def run(self) -> Path:
-        from spiral.train import PhaseTimer, _advantage_metrics, _rollout_metrics
+        from spiral.train import PhaseTimer, _advantage_metrics, _rollout_metrics, rae_metrics, rae_over_rows, rae_rows
 
         cfg = self.cfg
         steps, max_staleness = cfg.trainer.steps, cfg.rollout.max_staleness
@@ -150,9 +150,8 @@ class LearnerLoop:
             samples, dropped, staleness = fresh_samples(batches, step, max_staleness)
 
             # RAE over every actor's samples in actor order, on every learner rank (identical baselines).
-            baselines_before = dict(self.baselines.items())
-            advantages = rae_advantages([(s.game, s.seat) for s in samples], [s.ret for s in samples],
-                                        self.baselines, cfg.algo.rae.decay, enabled=cfg.algo.rae.enabled)
+            baselines_before = self.baselines.items()
+            advantages = rae_over_rows(cfg, rae_rows(cfg, samples), self.baselines)
             for sample, adv in zip(samples, advantages):
                 sample.advantage = adv
             train = [s for s in samples if not (cfg.algo.filter_zero_advantage and s.advantage == 0.0)]
@@ -184,7 +183,7 @@ class LearnerLoop:
                               batches[0]["stats"])
             metrics.update({("loss/policy" if k == "policy_loss" else f"train/{k}"): v for k, v in update_stats.items()})
             metrics.update(_rollout_metrics(rollout, dist.world_size()))
-            metrics.update({f"rae/baseline/{g}/seat{s}": v for (g, s), v in baselines_before.items()})
+            metrics.update(rae_metrics(cfg, baselines_before, self.baselines))
             metrics.update(_advantage_metrics(samples))
             metrics.update(timer.metrics(rollout))
             metrics.update({

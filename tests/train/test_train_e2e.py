@@ -41,7 +41,8 @@ def test_two_step_run_writes_everything(tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill_reproduces_metrics(tmp_path: Path) -> None:
-    steps = ["trainer.steps=4"]
+    # Per-state RAE baselines: the checkpoint must carry the seats' baselines and the states' alike.
+    steps = ["trainer.steps=4", "algo.rae.baseline=state"]
     reference = tmp_path / "reference"
     run_train(reference, *steps)
 
@@ -64,6 +65,7 @@ def test_resume_after_sigkill_reproduces_metrics(tmp_path: Path) -> None:
     want = {r["step"]: deterministic_view(r) for r in read_metrics(reference)}
     got = {r["step"]: deterministic_view(r) for r in read_metrics(interrupted)}
     assert sorted(got) == [0, 1, 2, 3, 4]
+    assert 1 <= got[4]["rae/states"] <= 12  # Kuhn Poker has 12 information sets, 6 per seat
     for step in (3, 4):
         assert got[step].keys() == want[step].keys()
         for key, value in want[step].items():
