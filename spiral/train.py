@@ -190,10 +190,8 @@ def rae_rows(cfg: SpiralConfig, samples: list[TurnSample]) -> list[tuple[str, in
 def rae_over_rows(cfg: SpiralConfig, rows: list[tuple[str, int, float, str | None]],
                   baselines: RoleBaselines) -> list[float]:
     """The advantages of `rae_rows`, in order, updating `baselines` as `algo.rae` says."""
-    rae = cfg.algo.rae
-    states = [state for *_, state in rows] if rae.baseline == "state" else None
     return rae_advantages([(game, seat) for game, seat, _, _ in rows], [ret for _, _, ret, _ in rows], baselines,
-                          rae.decay, enabled=rae.enabled, states=states)
+                          cfg.algo.rae.decay, enabled=cfg.algo.rae.enabled, states=[state for *_, state in rows])
 
 
 def rae_metrics(cfg: SpiralConfig, before: list[tuple[tuple[str, int], float]],

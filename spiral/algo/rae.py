@@ -70,13 +70,13 @@ def rae_advantages(
     baselines: RoleBaselines,
     decay: float,
     enabled: bool = True,
-    states: Sequence[str] | None = None,
+    states: Sequence[str | None] | None = None,
 ) -> list[float]:
     """Advantage R − b for each (game, seat) key, reading the baseline before updating it.
 
-    With `states` (one `state_key` per sample) b is the state's baseline, else the seat's. Samples are
-    processed sequentially in the given order, so callers must give an order every rank agrees on. With
-    `enabled=False` the raw returns come back and the baselines are left untouched.
+    With `states` (a `state_key` per sample) b is the state's baseline; without them, or where a sample's is
+    None, the seat's. Samples are processed sequentially in the given order, so callers must give an order every
+    rank agrees on. With `enabled=False` the raw returns come back and the baselines are left untouched.
     """
     if len(keys) != len(returns):
         raise ValueError(f"rae_advantages: {len(keys)} keys but {len(returns)} returns")

@@ -103,3 +103,10 @@ def test_state_key_is_the_same_in_another_process_and_tells_prompts_apart():
                            env={**os.environ, "PYTHONHASHSEED": "123"}).stdout.strip()
     assert other == state_key([1, 2, 3])
     assert len({state_key([1, 2, 3]), state_key([1, 23]), state_key([12, 3]), state_key([])}) == 4
+
+
+def test_a_sample_without_a_state_uses_the_seat_baseline():
+    b = RoleBaselines()
+    adv = rae_advantages([("kuhn", 0)] * 3, [1.0, 1.0, 1.0], b, decay=0.5, states=[None, None, None])
+    assert adv == pytest.approx(rae_advantages([("kuhn", 0)] * 3, [1.0, 1.0, 1.0], RoleBaselines(), decay=0.5))
+    assert b.num_states() == 0
