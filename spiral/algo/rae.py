@@ -15,6 +15,10 @@ def state_key(prompt_ids: Sequence[int]) -> str:
     return hashlib.blake2b(",".join(map(str, prompt_ids)).encode(), digest_size=8).hexdigest()
 
 
+def _ema(old: float, ret: float, decay: float) -> float:
+    return decay * old + (1.0 - decay) * ret
+
+
 class RoleBaselines:
     """EMA baselines b[game, seat], starting at 0 (the paper's initial value), and optional ones per state.
 
@@ -38,11 +42,10 @@ class RoleBaselines:
         """b ← decay·b + (1 − decay)·ret, for the seat and (when given) the state."""
         if state is not None:
             key = (game, seat, state)
-            old = self._states.pop(key, self.get(game, seat))
-            self._states[key] = decay * old + (1.0 - decay) * ret
+            self._states[key] = _ema(self._states.pop(key, self.get(game, seat)), ret, decay)  # re-insert: most recent
             if len(self._states) > self.max_states:
                 del self._states[next(iter(self._states))]
-        self._values[(game, seat)] = decay * self.get(game, seat) + (1.0 - decay) * ret
+        self._values[(game, seat)] = _ema(self.get(game, seat), ret, decay)
 
     def items(self) -> list[tuple[tuple[str, int], float]]:
         return sorted(self._values.items())
